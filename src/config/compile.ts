@@ -1,0 +1,240 @@
+/**
+ * Turns a validated raw config into frozen runtime objects, checking what a schema cannot: references
+ * between sections, key files that must be readable, algorithm lists that must match the keys. Every
+ * problem is collected with its position; a config that compiles cannot fail at request time.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { loadStaticKeys } from '../auth/static-keys.ts';
+import { parseClaimPath } from '../policy/claim-path.ts';
+import { ConfigError, loadConfigFile, sortProblems } from './load.ts';
+import type { ConfigProblem, LoadedConfig } from './load.ts';
+import type { RawConfig, RawIssuer, RawRoute } from './schema.ts';
+import type {
+  ClaimHeader,
+  CompiledConfig,
+  IssuerConfig,
+  RouteConfig,
+  StaticKeySpec,
+  TokenLocation,
+  UpstreamConfig,
+} from './types.ts';
+
+/** Asymmetric algorithms allowed when an issuer lists none: HMAC needs an explicit shared secret. */
+const DEFAULT_ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+const HMAC = ['HS256', 'HS384', 'HS512'];
+
+/**
+ * Headers the proxy itself owns or that would break framing; a claim may never be written into them.
+ * (RFC 9110 §7.6.1 hop-by-hop fields, message framing, and credentials.)
+ */
+const RESERVED_HEADERS = new Set([
+  'host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer',
+  'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'authorization', 'cookie', 'expect',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'forwarded',
+]);
+
+export const DEFAULT_TOKEN_LOCATION: TokenLocation = Object.freeze({ kind: 'header', name: 'authorization', prefix: 'Bearer ' });
+
+/** Loads, validates and compiles a config file. Throws ConfigError listing every problem. */
+export async function compileConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<CompiledConfig> {
+  return compileConfig(loadConfigFile(file, env), env);
+}
+
+export async function compileConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): Promise<CompiledConfig> {
+  const { raw, locator } = loaded;
+  const problems: ConfigProblem[] = [];
+  const baseDir = dirname(resolve(locator.file));
+  const filePath = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+
+  const issuers: IssuerConfig[] = [];
+  const seenIss = new Map<string, string>();
+  for (const [id, rawIssuer] of Object.entries(raw.issuers)) {
+    const other = seenIss.get(rawIssuer.issuer);
+    if (other !== undefined) {
+      problems.push(locator.problem(['issuers', id, 'issuer'], `issuer "${rawIssuer.issuer}" is already configured as "${other}": a token's iss must select exactly one issuer`));
+    }
+    seenIss.set(rawIssuer.issuer, id);
+    issuers.push(await compileIssuer(id, rawIssuer, filePath, env, (path, message) => problems.push(locator.problem(['issuers', id, ...path], message))));
+  }
+
+  const upstreams: UpstreamConfig[] = Object.entries(raw.upstreams).map(([id, u]) =>
+    Object.freeze({
+      id,
+      targets: Object.freeze(u.targets.map((t) => new URL(t).origin)),
+      connectTimeoutMs: u.connect_timeout,
+      timeoutMs: u.timeout,
+      bodyTimeoutMs: u.body_timeout,
+      connections: u.connections,
+    }),
+  );
+
+  const routes: RouteConfig[] = [];
+  const seenRoutes = new Set<string>();
+  raw.routes.forEach((rawRoute, index) => {
+    const report = (path: (string | number)[], message: string): void => {
+      problems.push(locator.problem(['routes', index, ...path], message));
+    };
+    if (seenRoutes.has(rawRoute.id)) report(['id'], `duplicate route id "${rawRoute.id}"`);
+    seenRoutes.add(rawRoute.id);
+    routes.push(compileRoute(rawRoute, raw, report));
+  });
+
+  if (problems.length > 0) throw new ConfigError(sortProblems(problems));
+
+  return deepFreeze({
+    source: locator.file,
+    listen: raw.listen,
+    admin: raw.admin === false ? undefined : raw.admin,
+    realm: raw.realm,
+    trustForwarded: raw.trust_forwarded,
+    issuers,
+    upstreams,
+    routes,
+    limits: {
+      maxTokenBytes: raw.limits.max_token_bytes,
+      maxHeaderBytes: raw.limits.max_header_bytes,
+      requestTimeoutMs: raw.limits.request_timeout,
+      drainTimeoutMs: raw.limits.drain_timeout,
+    },
+    log: { level: raw.log.level },
+    devIssuer: raw.dev_issuer ? { jwksFile: filePath(raw.dev_issuer.jwks_file), path: raw.dev_issuer.path } : undefined,
+  });
+}
+
+async function compileIssuer(
+  id: string,
+  raw: RawIssuer,
+  filePath: (p: string) => string,
+  env: NodeJS.ProcessEnv,
+  report: (path: (string | number)[], message: string) => void,
+): Promise<IssuerConfig> {
+  const staticKeys: StaticKeySpec[] = raw.keys.map((k): StaticKeySpec => {
+    if ('jwks_file' in k) return { kind: 'jwks_file', path: filePath(k.jwks_file) };
+    if ('jwk_file' in k) return { kind: 'jwk_file', path: filePath(k.jwk_file) };
+    if ('pem_file' in k) return { kind: 'pem_file', path: filePath(k.pem_file), kid: k.kid, alg: k.alg };
+    if ('hmac_secret_env' in k) return { kind: 'hmac_env', name: k.hmac_secret_env, kid: k.kid };
+    return { kind: 'hmac_file', path: filePath(k.hmac_secret_file), kid: k.kid };
+  });
+  let hasSecret = false;
+  for (const [index, spec] of staticKeys.entries()) {
+    try {
+      const keys = await loadStaticKeys(spec, env);
+      if (keys.some((k) => k.kind === 'secret')) hasSecret = true;
+    } catch (error) {
+      report(['keys', index], (error as Error).message);
+    }
+  }
+
+  let discoveryUrl: string | undefined;
+  if (raw.discovery === true) discoveryUrl = raw.issuer.replace(/\/$/, '') + '/.well-known/openid-configuration';
+  else if (typeof raw.discovery === 'string') discoveryUrl = raw.discovery;
+  if (discoveryUrl !== undefined) {
+    try {
+      new URL(discoveryUrl);
+    } catch {
+      report(['discovery'], `discovery: true needs an issuer that is a URL, got "${raw.issuer}"`);
+    }
+  }
+  if (discoveryUrl === undefined && raw.jwks_uri === undefined && staticKeys.length === 0) {
+    report([], `issuer "${id}" has no keys: set discovery, jwks_uri or keys`);
+  }
+
+  let algorithms: string[];
+  if (raw.algorithms === undefined) {
+    algorithms = hasSecret ? [...DEFAULT_ASYMMETRIC, ...HMAC] : [...DEFAULT_ASYMMETRIC];
+  } else {
+    algorithms = [...new Set(raw.algorithms)];
+    if (algorithms.length === 0) report(['algorithms'], 'at least one algorithm is required');
+    const hmac = algorithms.filter((a) => HMAC.includes(a));
+    if (hmac.length > 0 && !hasSecret) {
+      report(['algorithms'], `${hmac.join(', ')} needs an HMAC secret in keys (hmac_secret_env or hmac_secret_file); without one an HMAC token could be checked against a public key`);
+    }
+  }
+
+  return {
+    id,
+    issuer: raw.issuer,
+    audiences: raw.audiences,
+    algorithms,
+    clockSkewSeconds: Math.floor(raw.clock_skew / 1000),
+    requiredClaims: [...new Set(raw.required_claims)],
+    discoveryUrl,
+    jwksUri: raw.jwks_uri,
+    staticKeys,
+    jwks: {
+      timeoutMs: raw.jwks.timeout,
+      minTtlMs: raw.jwks.min_ttl,
+      maxTtlMs: Math.max(raw.jwks.max_ttl, raw.jwks.min_ttl),
+      cooldownMs: raw.jwks.cooldown,
+      staleMaxMs: raw.jwks.stale_max,
+      retryAfterSeconds: Math.max(1, Math.ceil(raw.jwks.retry_after / 1000)),
+      maxBytes: raw.jwks.max_bytes,
+    },
+  };
+}
+
+function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string | number)[], message: string) => void): RouteConfig {
+  if (!Object.hasOwn(config.upstreams, raw.upstream)) {
+    report(['upstream'], `unknown upstream "${raw.upstream}"${known(Object.keys(config.upstreams))}`);
+  }
+  raw.auth.issuers.forEach((issuerId, i) => {
+    if (!Object.hasOwn(config.issuers, issuerId)) {
+      report(['auth', 'issuers', i], `unknown issuer "${issuerId}"${known(Object.keys(config.issuers))}`);
+    }
+  });
+  if (raw.auth.mode !== 'off' && Object.keys(config.issuers).length === 0) {
+    report(['auth', 'mode'], `auth mode "${raw.auth.mode}" needs at least one issuer under issuers`);
+  }
+  const pathValue = raw.match.path ?? raw.match.path_prefix ?? '/';
+  if (raw.rewrite_prefix !== undefined && raw.match.path_prefix === undefined) {
+    report(['rewrite_prefix'], 'rewrite_prefix needs match.path_prefix');
+  }
+
+  const claimHeaders: ClaimHeader[] = [];
+  for (const [header, claim] of Object.entries(raw.claims_to_headers)) {
+    if (RESERVED_HEADERS.has(header)) {
+      report(['claims_to_headers', header], `header "${header}" is owned by the proxy and cannot carry a claim`);
+      continue;
+    }
+    try {
+      claimHeaders.push({ header, claim: parseClaimPath(claim) });
+    } catch (error) {
+      report(['claims_to_headers', header], (error as Error).message);
+    }
+  }
+
+  const from: TokenLocation[] = raw.auth.from === undefined
+    ? [DEFAULT_TOKEN_LOCATION]
+    : raw.auth.from.map((loc): TokenLocation => {
+      if ('header' in loc) return { kind: 'header', name: loc.header, prefix: loc.prefix };
+      if ('cookie' in loc) return { kind: 'cookie', name: loc.cookie };
+      return { kind: 'query', name: loc.query };
+    });
+
+  const upstreamTimeout = config.upstreams[raw.upstream]?.timeout ?? 30_000;
+  return {
+    id: raw.id,
+    host: raw.match.host?.toLowerCase().replace(/:\d+$/, ''),
+    path: { kind: raw.match.path !== undefined ? 'exact' : 'prefix', value: pathValue },
+    methods: [...new Set(raw.match.methods.map((m) => m.toUpperCase()))],
+    auth: { mode: raw.auth.mode, issuers: raw.auth.issuers, from },
+    upstream: raw.upstream,
+    rewritePrefix: raw.rewrite_prefix,
+    stripAuthorization: raw.strip_authorization,
+    claimHeaders,
+    timeoutMs: raw.timeout ?? upstreamTimeout,
+    websocket: raw.websocket,
+  };
+}
+
+function known(names: string[]): string {
+  return names.length > 0 ? ` (known: ${names.join(', ')})` : ' (none configured)';
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

@@ -1,0 +1,153 @@
+/**
+ * The configuration file's shape: the single source of truth for what a YAML file may say. Every object is
+ * strict, so an unknown (often misspelled) key is an error with its line, not a silently ignored setting.
+ * Cross-references (a route naming an unknown issuer) and file contents are checked in `compile.ts`.
+ */
+import { z } from 'zod';
+import { parseDuration } from '../tools/duration.ts';
+
+/** A duration such as `30s`, `15m`, `1h30m`, or a bare number of seconds; compiled to milliseconds. */
+export const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+/** `host:port`, `[v6]:port` or `:port` (all interfaces is never implied: `:port` means 127.0.0.1). */
+export const listenAddress = z.string().transform((value, ctx) => {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/.exec(value);
+  const port = match ? Number(match[3]) : NaN;
+  if (!match || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `invalid listen address "${value}": expected host:port` });
+    return z.NEVER;
+  }
+  return { host: match[1] ?? (match[2] || '127.0.0.1'), port };
+});
+
+const httpUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'http:' || url.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'expected an http(s) URL');
+
+const origin = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && (url.pathname === '/' || url.pathname === '') && !url.search;
+  } catch {
+    return false;
+  }
+}, 'expected an origin such as http://127.0.0.1:3000 (no path)');
+
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected an HTTP header name (RFC 9110 token)')
+  .transform((value) => value.toLowerCase());
+
+/** Algorithms a JWS may use. `none` is not in the list, so no configuration can allow it. */
+export const ALGORITHMS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+  'HS256', 'HS384', 'HS512',
+] as const;
+
+const staticKey = z.union([
+  z.strictObject({ jwks_file: z.string().min(1) }),
+  z.strictObject({ jwk_file: z.string().min(1) }),
+  z.strictObject({ pem_file: z.string().min(1), kid: z.string().optional(), alg: z.enum(ALGORITHMS).optional() }),
+  z.strictObject({ hmac_secret_env: z.string().min(1), kid: z.string().optional() }),
+  z.strictObject({ hmac_secret_file: z.string().min(1), kid: z.string().optional() }),
+], { error: 'expected one of jwks_file, jwk_file, pem_file, hmac_secret_env, hmac_secret_file' });
+
+const jwksPolicy = z.strictObject({
+  timeout: duration.prefault('5s'),
+  min_ttl: duration.prefault('5m'),
+  max_ttl: duration.prefault('24h'),
+  cooldown: duration.prefault('30s'),
+  stale_max: duration.prefault('24h'),
+  retry_after: duration.prefault('5s'),
+  max_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024),
+});
+
+const issuer = z.strictObject({
+  issuer: z.string().min(1),
+  discovery: z.union([z.boolean(), httpUrl]).default(false),
+  jwks_uri: httpUrl.optional(),
+  keys: z.array(staticKey).default([]),
+  audiences: z.array(z.string().min(1)).default([]),
+  algorithms: z.array(z.enum(ALGORITHMS, { error: `expected one of ${ALGORITHMS.join(', ')} (never "none")` })).optional(),
+  clock_skew: duration.prefault('30s'),
+  required_claims: z.array(z.string().min(1)).default(['exp']),
+  jwks: jwksPolicy.prefault({}),
+});
+
+const upstream = z.strictObject({
+  targets: z.array(origin).min(1, 'an upstream needs at least one target'),
+  connect_timeout: duration.prefault('5s'),
+  timeout: duration.prefault('30s'),
+  body_timeout: duration.prefault('5m'),
+  connections: z.number().int().min(1).max(4096).default(128),
+});
+
+const tokenLocation = z.union([
+  z.strictObject({ header: headerName, prefix: z.string().default('') }),
+  z.strictObject({ cookie: z.string().min(1) }),
+  z.strictObject({ query: z.string().min(1) }),
+], { error: 'expected { header, prefix }, { cookie } or { query }' });
+
+const routeMatch = z
+  .strictObject({
+    host: z.string().min(1).optional(),
+    path: z.string().startsWith('/', 'a path starts with "/"').optional(),
+    path_prefix: z.string().startsWith('/', 'a path prefix starts with "/"').optional(),
+    methods: z.array(z.string().regex(/^[A-Za-z]+$/, 'expected an HTTP method')).default([]),
+  })
+  .refine((m) => !(m.path !== undefined && m.path_prefix !== undefined), 'use either path or path_prefix, not both');
+
+const route = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'a route id is letters, digits and _.:-'),
+  match: routeMatch,
+  auth: z
+    .strictObject({
+      mode: z.enum(['required', 'optional', 'off']).default('required'),
+      issuers: z.array(z.string()).default([]),
+      from: z.array(tokenLocation).min(1).optional(),
+    })
+    .prefault({}),
+  upstream: z.string().min(1),
+  rewrite_prefix: z.string().optional(),
+  strip_authorization: z.boolean().default(true),
+  claims_to_headers: z.record(headerName, z.string().min(1)).default({}),
+  timeout: duration.optional(),
+  websocket: z.boolean().default(true),
+});
+
+export const configSchema = z.strictObject({
+  listen: listenAddress.prefault('127.0.0.1:8080'),
+  admin: z.union([listenAddress, z.literal(false)]).prefault('127.0.0.1:9090'),
+  realm: z.string().min(1).default('portcullis'),
+  trust_forwarded: z.boolean().default(false),
+  limits: z
+    .strictObject({
+      max_token_bytes: z.number().int().min(256).max(1024 * 1024).default(8192),
+      max_header_bytes: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+      request_timeout: duration.prefault('5m'),
+      drain_timeout: duration.prefault('10s'),
+    })
+    .prefault({}),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+  issuers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'an issuer id is letters, digits and _.-'), issuer).default({}),
+  upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'an upstream id is letters, digits and _.-'), upstream),
+  routes: z.array(route).min(1, 'at least one route is required'),
+  dev_issuer: z.strictObject({ jwks_file: z.string().min(1), path: z.string().startsWith('/').default('/.well-known/jwks.json') }).optional(),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawRoute = RawConfig['routes'][number];
+export type RawIssuer = RawConfig['issuers'][string];

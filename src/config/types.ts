@@ -1,0 +1,118 @@
+/**
+ * Compiled configuration: what the rest of the code sees after `compileConfig`. Durations are numbers
+ * (milliseconds unless the name says seconds), names are camelCase, every object is frozen. The snake_case
+ * YAML keys exist only in `schema.ts`.
+ */
+
+/** Where a static key comes from. Files are read at compile time so a bad path fails `portcullis check`. */
+export type StaticKeySpec =
+  | { readonly kind: 'jwks_file'; readonly path: string }
+  | { readonly kind: 'pem_file'; readonly path: string; readonly kid?: string; readonly alg?: string }
+  | { readonly kind: 'jwk_file'; readonly path: string }
+  | { readonly kind: 'hmac_env'; readonly name: string; readonly kid?: string }
+  | { readonly kind: 'hmac_file'; readonly path: string; readonly kid?: string };
+
+export interface JwksPolicy {
+  /** Timeout of one JWKS or discovery fetch. */
+  readonly timeoutMs: number;
+  /** Cache-Control max-age is clamped into [minTtlMs, maxTtlMs]; without it, maxTtlMs applies. */
+  readonly minTtlMs: number;
+  readonly maxTtlMs: number;
+  /** At most one refetch per cooldown when a token names an unknown `kid`. */
+  readonly cooldownMs: number;
+  /** After the last successful fetch, keys keep serving this long while the IdP fails (stale-if-error). */
+  readonly staleMaxMs: number;
+  /** Seconds advertised in Retry-After when an issuer never had keys. */
+  readonly retryAfterSeconds: number;
+  /** Largest JWKS / discovery body accepted. */
+  readonly maxBytes: number;
+}
+
+export interface IssuerConfig {
+  /** The config key, used in metrics labels and logs. */
+  readonly id: string;
+  /** Exact `iss` value. */
+  readonly issuer: string;
+  /** Any-of; empty means `aud` is not checked. */
+  readonly audiences: readonly string[];
+  /** Allowed JWS algorithms; never contains `none`. */
+  readonly algorithms: readonly string[];
+  readonly clockSkewSeconds: number;
+  /** Claims that must be present (default `['exp']`). */
+  readonly requiredClaims: readonly string[];
+  /** OIDC discovery document URL (`<issuer>/.well-known/openid-configuration` when `discovery: true`). */
+  readonly discoveryUrl: string | undefined;
+  readonly jwksUri: string | undefined;
+  readonly staticKeys: readonly StaticKeySpec[];
+  readonly jwks: JwksPolicy;
+}
+
+export type TokenLocation =
+  | { readonly kind: 'header'; readonly name: string; readonly prefix: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'query'; readonly name: string };
+
+export type AuthMode = 'required' | 'optional' | 'off';
+
+export interface ClaimHeader {
+  /** Lower-case header name. */
+  readonly header: string;
+  /** Claim path segments, e.g. ['realm_access', 'roles'] or ['https://example.com/roles']. */
+  readonly claim: readonly string[];
+}
+
+export interface RouteConfig {
+  readonly id: string;
+  /** Lower-case host without port; undefined matches any host. A leading `*.` matches subdomains. */
+  readonly host: string | undefined;
+  readonly path: { readonly kind: 'exact' | 'prefix'; readonly value: string };
+  /** Upper-case methods; empty means any. */
+  readonly methods: readonly string[];
+  readonly auth: {
+    readonly mode: AuthMode;
+    /** Issuer ids allowed on this route; empty means every configured issuer. */
+    readonly issuers: readonly string[];
+    readonly from: readonly TokenLocation[];
+  };
+  readonly upstream: string;
+  /** Replaces the matched prefix (`''` strips it). undefined keeps the path. */
+  readonly rewritePrefix: string | undefined;
+  readonly stripAuthorization: boolean;
+  readonly claimHeaders: readonly ClaimHeader[];
+  readonly timeoutMs: number;
+  readonly websocket: boolean;
+}
+
+export interface UpstreamConfig {
+  readonly id: string;
+  /** Origins such as `http://127.0.0.1:3000` (no path). */
+  readonly targets: readonly string[];
+  readonly connectTimeoutMs: number;
+  /** Time to wait for response headers. */
+  readonly timeoutMs: number;
+  /** Idle time between body chunks. */
+  readonly bodyTimeoutMs: number;
+  readonly connections: number;
+}
+
+export interface LimitsConfig {
+  readonly maxTokenBytes: number;
+  readonly maxHeaderBytes: number;
+  readonly requestTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+}
+
+export interface CompiledConfig {
+  readonly source: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number } | undefined;
+  readonly realm: string;
+  readonly trustForwarded: boolean;
+  readonly issuers: readonly IssuerConfig[];
+  readonly upstreams: readonly UpstreamConfig[];
+  readonly routes: readonly RouteConfig[];
+  readonly limits: LimitsConfig;
+  readonly log: { readonly level: string };
+  /** Key folders the admin listener serves as `/.well-known/...` JWKS (the quickstart's dev issuer). */
+  readonly devIssuer: { readonly jwksFile: string; readonly path: string } | undefined;
+}
