@@ -1,0 +1,261 @@
+/**
+ * The request flow, stage by stage (DESIGN.md §1). Each stage returns a value or throws a ProxyError; the
+ * answer, the access log line and the metrics happen once, in `finish`.
+ *
+ *   match route -> extract token -> verify token -> rewrite -> forward
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { extractToken } from './auth/extract.ts';
+import { verifyToken } from './auth/verify.ts';
+import type { VerifiedToken } from './auth/verify.ts';
+import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
+import { buildUpstreamHeaders, requestIdOf, stripQueryParam } from './rewrite/headers.ts';
+import { hostOf } from './routing/route-table.ts';
+import { normalizeRequestTarget } from './routing/normalize-path.ts';
+import { forwardRequest } from './upstream/forward.ts';
+import { proxyWebSocket, writeRawResponse } from './upstream/websocket.ts';
+import type { TokenLocation, RouteConfig } from './config/types.ts';
+import type { Runtime } from './runtime.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface PipelineDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The runtime in force when the request arrived; a reload never changes it under a running request. */
+  readonly runtime: () => Runtime;
+  readonly shuttingDown: () => boolean;
+}
+
+/** What the stages decided about one request, and what the access log reports. */
+interface Exchange {
+  readonly requestId: string;
+  readonly method: string;
+  readonly startedAt: number;
+  path: string;
+  route: RouteConfig | undefined;
+  token: VerifiedToken | undefined;
+  upstream: string | undefined;
+  upstreamMs: number | undefined;
+  status: number;
+  error: ProxyError | undefined;
+  aborted: boolean;
+}
+
+interface Decision {
+  readonly route: RouteConfig;
+  readonly token: VerifiedToken | undefined;
+  readonly upstreamPath: string;
+  readonly tokenFrom: TokenLocation | undefined;
+}
+
+/** The stages up to (not including) forwarding; shared by plain requests and WebSocket upgrades. */
+async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<Decision> {
+  const target = normalizeRequestTarget(req.url ?? '/');
+  ex.path = target.path;
+  const route = rt.routes.match(hostOf(req.headers.host), ex.method, target.path);
+  ex.route = route;
+
+  let token: VerifiedToken | undefined;
+  let tokenFrom: TokenLocation | undefined;
+  let query = target.query;
+  if (route.auth.mode !== 'off') {
+    const params = new URLSearchParams(query);
+    const found = extractToken(req, params, route.auth.from, rt.config.limits.maxTokenBytes);
+    if (found === undefined) {
+      if (route.auth.mode === 'required') throw new ProxyError('ERR_TOKEN_MISSING');
+    } else {
+      // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
+      // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
+      token = await verifyToken(found.token, rt.registry, route.auth.issuers);
+      tokenFrom = found.from;
+      ex.token = token;
+    }
+    for (const loc of route.auth.from) if (loc.kind === 'query') query = stripQueryParam(query, loc.name);
+  }
+
+  let path = target.path;
+  if (route.rewritePrefix !== undefined && route.path.kind === 'prefix') {
+    path = route.rewritePrefix + path.slice(route.path.value.length);
+    if (!path.startsWith('/')) path = '/' + path;
+  }
+  return { route, token, tokenFrom, upstreamPath: query === '' ? path : `${path}?${query}` };
+}
+
+/** Handles one HTTP request end to end. Never throws. */
+export async function handleRequest(req: IncomingMessage, res: ServerResponse, deps: PipelineDeps): Promise<void> {
+  const rt = deps.runtime();
+  const ex = newExchange(req);
+  try {
+    if (deps.shuttingDown()) res.setHeader('connection', 'close');
+    const decision = await decide(req, rt, ex);
+    const upstream = rt.upstreams.get(decision.route.upstream)!;
+    const headers = buildUpstreamHeaders(req, rt.headerPolicies.get(decision.route.id)!, {
+      requestId: ex.requestId,
+      clientIp: clientIpOf(req),
+      claims: decision.token?.claims,
+      tokenFrom: decision.tokenFrom,
+    });
+    const target = upstream.next();
+    ex.upstream = upstream.id;
+    res.setHeader('x-request-id', ex.requestId);
+    const outcome = await forwardRequest(req, res, target, {
+      method: ex.method,
+      path: decision.upstreamPath,
+      headers,
+    });
+    ex.status = outcome.status;
+    ex.upstreamMs = outcome.upstreamMs;
+    ex.aborted = outcome.aborted;
+  } catch (error) {
+    ex.error = toProxyError(error, deps.logger, ex.requestId);
+    ex.status = ex.error.status;
+    if (!res.headersSent) sendError(res, ex.error, ex.requestId, rt.config.realm);
+    else res.destroy();
+  }
+  finish(ex, deps);
+}
+
+/** Handles a WebSocket upgrade: the same stages, then a byte pipe. Never throws. */
+export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, deps: PipelineDeps): Promise<void> {
+  const rt = deps.runtime();
+  const ex = newExchange(req);
+  socket.on('error', () => socket.destroy());
+  try {
+    if (deps.shuttingDown()) throw new ProxyError('ERR_SHUTTING_DOWN', { retryAfter: 1 });
+    const decision = await decide(req, rt, ex);
+    if (!decision.route.websocket) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
+    const upstream = rt.upstreams.get(decision.route.upstream)!;
+    const headers = buildUpstreamHeaders(req, rt.headerPolicies.get(decision.route.id)!, {
+      requestId: ex.requestId,
+      clientIp: clientIpOf(req),
+      claims: decision.token?.claims,
+      tokenFrom: decision.tokenFrom,
+    });
+    ex.upstream = upstream.id;
+    const started = performance.now();
+    const result = await proxyWebSocket(req, socket, head, upstream.next(), { path: decision.upstreamPath, headers }, decision.route.timeoutMs);
+    ex.upstreamMs = performance.now() - started;
+    ex.status = result.status;
+  } catch (error) {
+    ex.error = toProxyError(error, deps.logger, ex.requestId);
+    ex.status = ex.error.status;
+    const { headers, body } = errorAnswer(ex.error, ex.requestId, rt.config.realm);
+    writeRawResponse(socket, ex.status, headers, body);
+  }
+  finish(ex, deps);
+}
+
+function newExchange(req: IncomingMessage): Exchange {
+  return {
+    requestId: requestIdOf(req),
+    method: req.method ?? 'GET',
+    startedAt: performance.now(),
+    path: '',
+    route: undefined,
+    token: undefined,
+    upstream: undefined,
+    upstreamMs: undefined,
+    status: 0,
+    error: undefined,
+    aborted: false,
+  };
+}
+
+function toProxyError(error: unknown, logger: Logger, requestId: string): ProxyError {
+  if (isProxyError(error)) return error;
+  // A bug, not a client problem: keep the stack for the operator, answer a stable 500.
+  logger.error({ err: error, request_id: requestId }, 'unexpected error in request pipeline');
+  return new ProxyError('ERR_INTERNAL', { cause: error });
+}
+
+/** The JSON body and headers of an error answer (RFC 6750 §3 challenge when relevant). */
+function errorAnswer(error: ProxyError, requestId: string, realm: string): { headers: Record<string, string>; body: string } {
+  const spec = ERRORS[error.code] as { oauth?: string };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'x-request-id': requestId,
+  };
+  const challenge = bearerChallenge(error, realm);
+  if (challenge !== undefined) headers['www-authenticate'] = challenge;
+  if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter);
+  const body = JSON.stringify({
+    error: spec.oauth ?? errorName(error.status),
+    code: error.code,
+    message: error.message,
+    request_id: requestId,
+  });
+  return { headers, body };
+}
+
+function sendError(res: ServerResponse, error: ProxyError, requestId: string, realm: string): void {
+  const { headers, body } = errorAnswer(error, requestId, realm);
+  headers['content-length'] = String(Buffer.byteLength(body));
+  res.writeHead(error.status, headers);
+  res.end(body);
+}
+
+function errorName(status: number): string {
+  switch (status) {
+    case 400: return 'bad_request';
+    case 401: return 'unauthorized';
+    case 403: return 'forbidden';
+    case 404: return 'not_found';
+    case 405: return 'method_not_allowed';
+    case 431: return 'request_header_fields_too_large';
+    case 502: return 'bad_gateway';
+    case 503: return 'service_unavailable';
+    case 504: return 'gateway_timeout';
+    default: return 'internal_error';
+  }
+}
+
+export function clientIpOf(req: IncomingMessage): string {
+  const ip = req.socket.remoteAddress ?? '';
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+}
+
+/** The one place a request is logged and counted. Never logs the token, cookies or query string. */
+function finish(ex: Exchange, deps: PipelineDeps): void {
+  const durationMs = performance.now() - ex.startedAt;
+  const routeId = ex.route?.id ?? '';
+  const { metrics } = deps;
+  metrics.requests.inc({ route: routeId, status: String(ex.status) });
+  metrics.requestDuration.observe({ route: routeId }, durationMs / 1000);
+  const code = ex.error?.code;
+  if (code !== undefined && (ex.error!.status === 401 || code === 'ERR_KEYS_UNAVAILABLE' || code === 'ERR_TOKEN_AMBIGUOUS')) {
+    metrics.authFailures.inc({ reason: code });
+  }
+  if (ex.upstream !== undefined) {
+    if (ex.upstreamMs !== undefined && code === undefined) {
+      metrics.upstreamDuration.observe({ upstream: ex.upstream, status: String(ex.status) }, ex.upstreamMs / 1000);
+    }
+    if (code?.startsWith('ERR_UPSTREAM_')) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: code });
+    if (ex.aborted) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: 'ERR_UPSTREAM_RESET' });
+  }
+  const token = ex.token;
+  if (token?.expiresAt !== undefined) {
+    metrics.tokenLifetime.observe({ issuer: token.issuer.config.id }, Math.max(0, token.expiresAt - Date.now() / 1000));
+  }
+  const sub = token?.claims.sub;
+  deps.logger.info(
+    {
+      request_id: ex.requestId,
+      method: ex.method,
+      path: ex.path,
+      route: ex.route?.id,
+      status: ex.status,
+      reason: code,
+      detail: ex.error?.detail,
+      duration_ms: Math.round(durationMs * 1000) / 1000,
+      sub: typeof sub === 'string' ? sub : undefined,
+      issuer: token?.issuer.config.id,
+      upstream: ex.upstream,
+      upstream_ms: ex.upstreamMs === undefined ? undefined : Math.round(ex.upstreamMs * 1000) / 1000,
+      aborted: ex.aborted || undefined,
+    },
+    'request',
+  );
+}

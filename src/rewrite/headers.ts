@@ -1,0 +1,130 @@
+/**
+ * Builds the header set the upstream receives. The client's headers are copied from `rawHeaders` minus:
+ * hop-by-hop fields and those named in Connection (RFC 9110 §7.6.1), the credentials the proxy consumed,
+ * every header the proxy sets itself (so an identity header can never be spoofed by the client), and
+ * X-Forwarded-* unless the proxy is told to trust the hop in front of it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { getClaim } from '../policy/claim-path.ts';
+import { connectionTokens, isHopByHop } from '../upstream/hop-by-hop.ts';
+import type { RouteConfig, TokenLocation } from '../config/types.ts';
+
+export type HeaderMap = Record<string, string | string[]>;
+
+/** Compiled once per route: names dropped from every request on it. */
+export interface HeaderPolicy {
+  readonly drop: ReadonlySet<string>;
+  readonly route: RouteConfig;
+  readonly trustForwarded: boolean;
+}
+
+const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded'];
+/** Longest claim value forwarded as a header; longer values are omitted rather than cut (a cut list lies). */
+export const MAX_CLAIM_HEADER_BYTES = 4096;
+
+export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean): HeaderPolicy {
+  const drop = new Set<string>(['x-request-id']);
+  for (const h of route.claimHeaders) drop.add(h.header);
+  if (!trustForwarded) for (const h of FORWARDED) drop.add(h);
+  if (route.stripAuthorization) {
+    for (const loc of route.auth.from) if (loc.kind === 'header') drop.add(loc.name);
+    drop.add('authorization');
+  }
+  return { drop, route, trustForwarded };
+}
+
+export interface HeaderContext {
+  readonly requestId: string;
+  readonly clientIp: string;
+  readonly claims: Record<string, unknown> | undefined;
+  /** Where the token was found, so that a cookie carrying it is removed too. */
+  readonly tokenFrom: TokenLocation | undefined;
+}
+
+/** The request id to use: the client's when it is sane, otherwise a new UUID. */
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
+export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, ctx: HeaderContext): HeaderMap {
+  const out: HeaderMap = Object.create(null) as HeaderMap;
+  const raw = req.rawHeaders;
+  const named = connectionTokens(req.headers.connection);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    const value = raw[i + 1]!;
+    if (isHopByHop(name) || policy.drop.has(name) || (named.size > 0 && named.has(name))) continue;
+    const prev = out[name];
+    if (prev === undefined) out[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[name] = [prev, value];
+  }
+  if (ctx.tokenFrom?.kind === 'cookie' && policy.route.stripAuthorization && out.cookie !== undefined) {
+    const cookie = stripCookie(out.cookie, ctx.tokenFrom.name);
+    if (cookie === '') delete out.cookie;
+    else out.cookie = cookie;
+  }
+
+  out['x-request-id'] = ctx.requestId;
+  const host = req.headers.host;
+  if (policy.trustForwarded) {
+    const prior = req.headers['x-forwarded-for'];
+    out['x-forwarded-for'] = prior ? `${prior}, ${ctx.clientIp}` : ctx.clientIp;
+    if (out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = 'http';
+    if (out['x-forwarded-host'] === undefined && host !== undefined) out['x-forwarded-host'] = host;
+  } else {
+    out['x-forwarded-for'] = ctx.clientIp;
+    out['x-forwarded-proto'] = 'http';
+    if (host !== undefined) out['x-forwarded-host'] = host;
+  }
+
+  if (ctx.claims !== undefined) {
+    for (const { header, claim } of policy.route.claimHeaders) {
+      const value = formatClaimHeader(getClaim(ctx.claims, claim));
+      if (value !== undefined) out[header] = value;
+    }
+  }
+  return out;
+}
+
+/**
+ * A claim as a header value: scalars as text, arrays joined with ',' (RFC 9110 §5.3 list syntax), objects as
+ * JSON. Values with control characters (CR/LF would split the header) or over the size bound are omitted.
+ * Non-ASCII text is sent as UTF-8 bytes, which Node writes through as latin1 code units.
+ */
+export function formatClaimHeader(value: unknown): string | undefined {
+  let text: string;
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') text = value;
+  else if (typeof value === 'number' || typeof value === 'boolean') text = String(value);
+  else if (Array.isArray(value)) {
+    if (!value.every((v) => typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) {
+      text = JSON.stringify(value);
+    } else text = value.join(',');
+  } else text = JSON.stringify(value);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(text)) return undefined;
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length > MAX_CLAIM_HEADER_BYTES) return undefined;
+  return bytes.length === text.length ? text : bytes.toString('latin1');
+}
+
+function stripCookie(header: string | string[], name: string): string {
+  const all = Array.isArray(header) ? header.join('; ') : header;
+  return all
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => part !== '' && part.slice(0, part.indexOf('=')).trim() !== name)
+    .join('; ');
+}
+
+/** Removes the token's query parameter so the credential never reaches the upstream or its logs. */
+export function stripQueryParam(query: string, name: string): string {
+  if (query === '') return query;
+  const params = new URLSearchParams(query);
+  if (!params.has(name)) return query;
+  params.delete(name);
+  return params.toString();
+}

@@ -1,0 +1,48 @@
+/**
+ * A runtime is everything a request needs, built from one compiled config: the route table, the issuer
+ * registry, the upstream pools and per-route header policies. A reload builds a new runtime and swaps it in;
+ * requests hold the runtime they started with (DESIGN.md §1, "compile at load, run per request").
+ */
+import { createIssuerRegistry } from './auth/issuers.ts';
+import type { IssuerRegistry } from './auth/issuers.ts';
+import { createHeaderPolicy } from './rewrite/headers.ts';
+import type { HeaderPolicy } from './rewrite/headers.ts';
+import { createRouteTable } from './routing/route-table.ts';
+import type { RouteTable } from './routing/route-table.ts';
+import { createUpstream } from './upstream/pool.ts';
+import type { Upstream } from './upstream/pool.ts';
+import type { CompiledConfig } from './config/types.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface Runtime {
+  readonly config: CompiledConfig;
+  readonly routes: RouteTable;
+  readonly registry: IssuerRegistry;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  readonly headerPolicies: ReadonlyMap<string, HeaderPolicy>;
+}
+
+export async function createRuntime(
+  config: CompiledConfig,
+  options: { metrics: Metrics; previous?: Runtime; env?: NodeJS.ProcessEnv },
+): Promise<Runtime> {
+  const registry = await createIssuerRegistry(config.issuers, {
+    observer: {
+      jwksFetch(issuerId, outcome, reason) {
+        options.metrics.jwksFetches.inc({ issuer: issuerId, outcome, reason: reason ?? '' });
+      },
+    },
+    previous: options.previous?.registry,
+    env: options.env,
+  });
+  const upstreams = new Map<string, Upstream>();
+  for (const upstream of config.upstreams) upstreams.set(upstream.id, createUpstream(upstream));
+  const headerPolicies = new Map<string, HeaderPolicy>();
+  for (const route of config.routes) headerPolicies.set(route.id, createHeaderPolicy(route, config.trustForwarded));
+  return { config, routes: createRouteTable(config.routes), registry, upstreams, headerPolicies };
+}
+
+export async function closeRuntime(runtime: Runtime): Promise<void> {
+  runtime.registry.close();
+  await Promise.all([...runtime.upstreams.values()].map((u) => u.close()));
+}
