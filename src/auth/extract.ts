@@ -1,0 +1,128 @@
+/**
+ * Finds the bearer token of a request in the locations a route allows (Envoy's extractors: header,
+ * cookie, query). RFC 6750 §2: a client "MUST NOT use more than one method to transmit the token in each
+ * request", so a token found twice is refused rather than picking one — the proxy and the upstream could
+ * otherwise disagree about which credential was authorized.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { TokenLocation } from '../config/types.ts';
+import { ProxyError } from '../errors.ts';
+
+/** The token of a request and the location it came from (so the credential can be stripped upstream). */
+export interface ExtractedToken {
+  readonly token: string;
+  readonly from: TokenLocation;
+}
+
+type Found = { where: string; token: string; from: TokenLocation };
+
+/**
+ * Returns the one token of the request with its location, or undefined when no configured location
+ * carries one.
+ *
+ * Headers are read from `req.rawHeaders` because Node keeps only the first `Authorization` in
+ * `req.headers` and silently drops the rest. A header whose scheme differs from the configured prefix
+ * (`Authorization: Basic ...` for a `Bearer ` prefix) carries no token. An empty cookie counts as absent
+ * (servers clear a cookie by setting it empty and browsers keep sending `name=`).
+ *
+ * @throws ProxyError ERR_TOKEN_AMBIGUOUS (more than one token: two locations, a repeated header, query
+ *   parameter or cookie), ERR_TOKEN_TOO_LARGE (over `maxTokenBytes`), ERR_TOKEN_MALFORMED (right scheme but
+ *   an empty token or whitespace inside it).
+ * @example
+ *   const token = extractToken(req, url.searchParams, route.auth.from, config.limits.maxTokenBytes);
+ */
+export function extractToken(
+  req: IncomingMessage,
+  query: URLSearchParams,
+  from: readonly TokenLocation[],
+  maxTokenBytes: number,
+): ExtractedToken | undefined {
+  const found: Found[] = [];
+  const seen = new Set<string>();
+  for (const location of from) {
+    // The same location listed twice must not count its token twice.
+    const id =
+      location.kind === 'header' ? `header:${location.name.toLowerCase()}` : `${location.kind}:${location.name}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    if (location.kind === 'header') collectFromHeader(req.rawHeaders, location, found);
+    else if (location.kind === 'cookie') collectFromCookies(req.rawHeaders, location, found);
+    else for (const token of query.getAll(location.name)) found.push({ where: `query ${location.name}`, token, from: location });
+  }
+  const [only, second] = found;
+  if (only === undefined) return undefined;
+  if (second !== undefined) {
+    throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `tokens in ${found.map((f) => f.where).join(', ')}` });
+  }
+  return { token: checkToken(only.token, only.where, maxTokenBytes), from: only.from };
+}
+
+function collectFromHeader(
+  rawHeaders: readonly string[],
+  location: Extract<TokenLocation, { kind: 'header' }>,
+  found: Found[],
+): void {
+  const wanted = location.name.toLowerCase();
+  let occurrences = 0;
+  const tokens: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() !== wanted) continue;
+    occurrences += 1;
+    const token = stripPrefix(rawHeaders[i + 1] ?? '', location.prefix);
+    if (token !== undefined) tokens.push(token);
+  }
+  // Any repetition next to a token is ambiguous, even `Basic` + `Bearer`: RFC 9110 §11.6.2 makes
+  // Authorization a single credential, and the upstream may read the other copy.
+  if (tokens.length > 0 && occurrences > 1) {
+    throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `header ${wanted} repeated` });
+  }
+  for (const token of tokens) found.push({ where: `header ${wanted}`, token, from: location });
+}
+
+/**
+ * The token part of a header value, or undefined when the value uses another scheme. A prefix ending in a
+ * space is an auth-scheme (RFC 9110 §11.4: `credentials = auth-scheme [ 1*SP token68 ]`), matched
+ * case-insensitively (RFC 6750 §2.1, RFC 9110 §11.1) and followed by one or more spaces; an empty prefix
+ * means the whole value is the token.
+ */
+function stripPrefix(value: string, prefix: string): string | undefined {
+  const scheme = prefix.trimEnd();
+  if (scheme === prefix) {
+    return value.slice(0, prefix.length).toLowerCase() === prefix.toLowerCase() ? value.slice(prefix.length) : undefined;
+  }
+  const next = value.charAt(scheme.length);
+  if (value.slice(0, scheme.length).toLowerCase() !== scheme.toLowerCase()) return undefined;
+  if (next !== '' && next !== ' ' && next !== '\t') return undefined; // e.g. `Bearerish ...`: another scheme
+  return value.slice(scheme.length).replace(/^ +/, '');
+}
+
+function collectFromCookies(
+  rawHeaders: readonly string[],
+  location: Extract<TokenLocation, { kind: 'cookie' }>,
+  found: Found[],
+): void {
+  const name = location.name;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() !== 'cookie') continue;
+    // RFC 6265 §5.4: `name=value` pairs separated by "; " (HTTP/2 may split them over several fields,
+    // RFC 9113 §8.2.3, so every Cookie field is read).
+    for (const pair of (rawHeaders[i + 1] ?? '').split(';')) {
+      const eq = pair.indexOf('=');
+      if (eq < 0 || pair.slice(0, eq).trim() !== name) continue;
+      let token = pair.slice(eq + 1).trim();
+      // RFC 6265 §4.1.1: a cookie-value may be wrapped in DQUOTEs that are not part of the value.
+      if (token.length >= 2 && token.startsWith('"') && token.endsWith('"')) token = token.slice(1, -1);
+      if (token !== '') found.push({ where: `cookie ${name}`, token, from: location });
+    }
+  }
+}
+
+function checkToken(token: string, where: string, maxTokenBytes: number): string {
+  if (Buffer.byteLength(token, 'utf8') > maxTokenBytes) {
+    throw new ProxyError('ERR_TOKEN_TOO_LARGE', { detail: `${where}: over ${maxTokenBytes} bytes` });
+  }
+  if (token === '') throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${where}: empty token` });
+  // RFC 6750 §2.1 b64token has no whitespace; "Bearer a b" or "Bearer a, Bearer b" is not one token.
+  if (/\s/.test(token)) throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${where}: whitespace in the token` });
+  return token;
+}

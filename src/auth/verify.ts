@@ -1,0 +1,259 @@
+/**
+ * Verifies one compact JWS (JWT) against the issuer registry. Stages, each failing with its own code:
+ *
+ *   structure -> header (alg none, crit) -> issuer (unverified iss selects it) -> alg allow-list
+ *   -> key (the issuer's source, bound to the alg) -> signature -> claims
+ *
+ * Nothing in the token is trusted before the signature check except to *select* (issuer, key); the header's
+ * own key parameters (`jwk`, `jku`, `x5u`, `x5c`) are never read (RFC 8725 §3.10).
+ *
+ * The signature is checked in `checkSignature` alone, over a `KeyObject`: that is the seam where jose's
+ * `compactVerify` can later be replaced by a direct `crypto.verify` without touching anything else.
+ */
+import { compactVerify } from 'jose';
+import { ProxyError } from '../errors.ts';
+import type { IssuerConfig } from '../config/types.ts';
+import type { Issuer, IssuerRegistry } from './issuers.ts';
+import type { LoadedKey } from './static-keys.ts';
+
+export interface VerifiedToken {
+  readonly claims: Record<string, unknown>;
+  readonly header: { alg: string; kid?: string; typ?: string };
+  readonly issuer: Issuer;
+  /** Epoch seconds of `exp`; undefined when the token has none (only if `exp` is not required). */
+  readonly expiresAt: number | undefined;
+}
+
+interface ParsedToken {
+  readonly header: Record<string, unknown>;
+  readonly claims: Record<string, unknown>;
+}
+
+const BASE64URL = /^[A-Za-z0-9_-]*$/;
+
+/**
+ * Verifies `token` and returns its claims.
+ *
+ * @param allowedIssuerIds issuer ids accepted on the route; empty accepts every configured issuer.
+ * @param now epoch SECONDS (defaults to the current time).
+ * @throws ProxyError ERR_TOKEN_MALFORMED, ERR_TOKEN_ALG_NOT_ALLOWED, ERR_TOKEN_CRIT_UNSUPPORTED,
+ *   ERR_TOKEN_ISSUER_UNKNOWN, ERR_TOKEN_KEY_UNKNOWN, ERR_KEYS_UNAVAILABLE, ERR_TOKEN_SIGNATURE_INVALID,
+ *   ERR_TOKEN_EXPIRED, ERR_TOKEN_NOT_YET_VALID, ERR_TOKEN_AUDIENCE_MISMATCH, ERR_TOKEN_CLAIM_MISSING,
+ *   ERR_TOKEN_CLAIM_INVALID; `detail` names the failing part, never the token.
+ * @example
+ *   const verified = await verifyToken(token, registry, route.auth.issuers);
+ *   verified.claims.sub;
+ */
+export async function verifyToken(
+  token: string,
+  registry: IssuerRegistry,
+  allowedIssuerIds: readonly string[],
+  now: number = Date.now() / 1000,
+): Promise<VerifiedToken> {
+  const { header, claims } = parseCompact(token);
+  const alg = checkHeader(header);
+  const kid = header.kid as string | undefined;
+  const issuer = selectIssuer(claims, registry, allowedIssuerIds);
+  if (!issuer.config.algorithms.includes(alg)) {
+    throw new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', {
+      detail: `alg ${printable(alg)} is not allowed for issuer ${issuer.config.id}`,
+    });
+  }
+  const key = await issuer.keys.getKey(kid === undefined ? { alg } : { alg, kid });
+  await checkSignature(token, key, alg);
+  checkClaims(claims, issuer.config, now);
+  const verifiedHeader: { alg: string; kid?: string; typ?: string } = { alg };
+  if (kid !== undefined) verifiedHeader.kid = kid;
+  if (typeof header.typ === 'string') verifiedHeader.typ = header.typ;
+  return {
+    claims,
+    header: verifiedHeader,
+    issuer,
+    expiresAt: typeof claims.exp === 'number' ? claims.exp : undefined,
+  };
+}
+
+/** RFC 7515 §7.1: three base64url segments; header and payload are JSON objects (RFC 7519 §7.2 steps 1-10). */
+function parseCompact(token: string): ParsedToken {
+  const segments = token.split('.');
+  // Five segments is a JWE (RFC 7516 §7.1), which we do not decrypt; anything else is not a JWS either.
+  if (segments.length !== 3) throw malformed(`${segments.length} segments instead of 3`);
+  const [header, payload, signature] = segments as [string, string, string];
+  for (const [name, segment] of [
+    ['header', header],
+    ['payload', payload],
+    ['signature', signature],
+  ] as const) {
+    // The signature may be empty only so that `alg: none` tokens reach the alg check and get its code.
+    if ((segment === '' && name !== 'signature') || !BASE64URL.test(segment) || segment.length % 4 === 1) {
+      throw malformed(`the ${name} is not base64url`);
+    }
+  }
+  return { header: decodeJsonObject(header, 'header'), claims: decodeJsonObject(payload, 'payload') };
+}
+
+function decodeJsonObject(segment: string, name: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(segment, 'base64url')));
+  } catch {
+    throw malformed(`the ${name} is not JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw malformed(`the ${name} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Returns the alg once the header is acceptable. */
+function checkHeader(header: Record<string, unknown>): string {
+  const alg = header.alg;
+  if (typeof alg !== 'string' || alg === '') throw malformed('the alg header is missing');
+  // RFC 8725 §3.1 / §2.1: `none` in any spelling is refused before anything else looks at the token.
+  if (alg.toLowerCase() === 'none') throw new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', { detail: 'alg none' });
+  if (header.crit !== undefined) {
+    const crit = header.crit;
+    // RFC 7515 §4.1.11: a non-empty array of names; we implement no extension, so any name is unknown.
+    if (!Array.isArray(crit) || crit.length === 0 || crit.some((name) => typeof name !== 'string' || name === '')) {
+      throw malformed('crit is not a non-empty array of names');
+    }
+    throw new ProxyError('ERR_TOKEN_CRIT_UNSUPPORTED', {
+      detail: `crit ${crit.map((name: string) => printable(name)).join(',')}`,
+    });
+  }
+  // RFC 7797 §6: `b64` is only meaningful listed in crit; alone it is a malformed header, and refusing it
+  // avoids disagreeing with another parser about whether the payload is encoded.
+  if (header.b64 !== undefined) throw malformed('b64 without crit');
+  if (header.kid !== undefined && typeof header.kid !== 'string') throw malformed('kid is not a string');
+  return alg;
+}
+
+function selectIssuer(
+  claims: Record<string, unknown>,
+  registry: IssuerRegistry,
+  allowedIssuerIds: readonly string[],
+): Issuer {
+  const iss = claims.iss;
+  if (typeof iss !== 'string') {
+    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: 'the iss claim is missing or not a string' });
+  }
+  const issuer = registry.byIssuer(iss);
+  if (issuer === undefined) {
+    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `iss ${printable(iss)} is not configured` });
+  }
+  if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(issuer.config.id)) {
+    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', {
+      detail: `issuer ${issuer.config.id} is not allowed on this route`,
+    });
+  }
+  return issuer;
+}
+
+/** The one place a signature is checked. */
+async function checkSignature(token: string, key: LoadedKey, alg: string): Promise<void> {
+  try {
+    await compactVerify(token, key.key, { algorithms: [alg] });
+  } catch (error) {
+    throw mapJoseError(error);
+  }
+}
+
+/**
+ * RFC 7519 §4.1: exp, nbf, iat are NumericDates compared with `clockSkewSeconds` of leeway (§4.1.4 "MAY
+ * provide for some small leeway"); `aud` is any-of (§4.1.3); required claims must be present and non-null.
+ */
+function checkClaims(claims: Record<string, unknown>, config: IssuerConfig, now: number): void {
+  for (const name of config.requiredClaims) {
+    if (claims[name] === undefined || claims[name] === null) {
+      throw new ProxyError('ERR_TOKEN_CLAIM_MISSING', { detail: `claim ${name} is required` });
+    }
+  }
+  if (claims.iss !== config.issuer) throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: 'iss mismatch' });
+  for (const name of ['exp', 'nbf', 'iat'] as const) {
+    const value = claims[name];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
+      throw new ProxyError('ERR_TOKEN_CLAIM_INVALID', { detail: `claim ${name} is not a number` });
+    }
+  }
+  const leeway = config.clockSkewSeconds;
+  const { exp, nbf, iat } = claims as { exp?: number; nbf?: number; iat?: number };
+  if (exp !== undefined && exp <= now - leeway) {
+    throw new ProxyError('ERR_TOKEN_EXPIRED', { detail: `expired ${Math.round(now - exp)}s ago` });
+  }
+  if (nbf !== undefined && nbf > now + leeway) {
+    throw new ProxyError('ERR_TOKEN_NOT_YET_VALID', { detail: `valid in ${Math.round(nbf - now)}s` });
+  }
+  if (iat !== undefined && iat > now + leeway) {
+    throw new ProxyError('ERR_TOKEN_CLAIM_INVALID', { detail: `claim iat is ${Math.round(iat - now)}s in the future` });
+  }
+  checkAudience(claims.aud, config.audiences);
+}
+
+function checkAudience(aud: unknown, accepted: readonly string[]): void {
+  if (accepted.length === 0) return;
+  if (aud === undefined || aud === null) {
+    throw new ProxyError('ERR_TOKEN_CLAIM_MISSING', { detail: 'claim aud is required' });
+  }
+  const values = typeof aud === 'string' ? [aud] : aud;
+  if (!Array.isArray(values) || values.some((value) => typeof value !== 'string')) {
+    throw new ProxyError('ERR_TOKEN_CLAIM_INVALID', { detail: 'claim aud is not a string or an array of strings' });
+  }
+  if (!values.some((value) => accepted.includes(value as string))) {
+    throw new ProxyError('ERR_TOKEN_AUDIENCE_MISMATCH', { detail: 'no aud value is accepted by the issuer' });
+  }
+}
+
+/**
+ * Maps every jose error to our codes, in one place. jose messages are not copied into `detail`: some quote
+ * header values. Claim codes are mapped too, so swapping `checkSignature` for `jwtVerify` keeps the table.
+ */
+export function mapJoseError(error: unknown): ProxyError {
+  if (error instanceof ProxyError) return error;
+  const fields = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    claim?: unknown;
+    reason?: unknown;
+  };
+  const { code, claim, reason } = fields;
+  switch (code) {
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return new ProxyError('ERR_TOKEN_SIGNATURE_INVALID', { detail: 'signature verification failed' });
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+    case 'ERR_JWE_INVALID':
+    case 'ERR_JWE_DECRYPTION_FAILED':
+      return new ProxyError('ERR_TOKEN_MALFORMED', { detail: `jose ${code}` });
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', { detail: `jose ${code}` });
+    case 'ERR_JWT_EXPIRED':
+      return new ProxyError('ERR_TOKEN_EXPIRED', { detail: `claim ${String(claim)}` });
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      if (reason === 'missing') return new ProxyError('ERR_TOKEN_CLAIM_MISSING', { detail: `claim ${String(claim)}` });
+      if (claim === 'nbf') return new ProxyError('ERR_TOKEN_NOT_YET_VALID', { detail: 'claim nbf' });
+      if (claim === 'aud') return new ProxyError('ERR_TOKEN_AUDIENCE_MISMATCH', { detail: 'claim aud' });
+      if (claim === 'iss') return new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: 'claim iss' });
+      return new ProxyError('ERR_TOKEN_CLAIM_INVALID', { detail: `claim ${String(claim)}` });
+    case 'ERR_JWK_INVALID':
+    case 'ERR_JWKS_INVALID':
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return new ProxyError('ERR_TOKEN_KEY_UNKNOWN', { detail: `jose ${code}` });
+    case 'ERR_JWKS_TIMEOUT':
+      return new ProxyError('ERR_KEYS_UNAVAILABLE', { detail: `jose ${code}` });
+    default:
+      // jose throws TypeError when a key cannot serve the alg; the key-alg binding should make that
+      // unreachable, so if it happens the key, not the token, is at fault.
+      if (error instanceof TypeError) return new ProxyError('ERR_TOKEN_KEY_UNKNOWN', { detail: 'key unusable for alg' });
+      return new ProxyError('ERR_INTERNAL', { detail: 'unexpected verification error', cause: error });
+  }
+}
+
+function malformed(detail: string): ProxyError {
+  return new ProxyError('ERR_TOKEN_MALFORMED', { detail });
+}
+
+/** Attacker-chosen strings reach operator logs only as short printable ASCII. */
+function printable(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, '?').slice(0, 64);
+}
