@@ -105,6 +105,11 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
     },
     async reload(next) {
       const previous = current;
+      // Listeners are bound once; changing them needs a restart. Say so rather than half-apply it.
+      const same = (a?: { host: string; port: number }, b?: { host: string; port: number }) => a?.host === b?.host && a?.port === b?.port;
+      if (!same(next.listen, config.listen) || !same(next.admin, config.admin)) {
+        throw new Error('listen and admin addresses cannot change on reload; restart the proxy');
+      }
       const runtime = await createRuntime(next, { metrics, previous, env: options.env });
       await runtime.registry.start();
       current = runtime;

@@ -78,6 +78,10 @@ export const ERRORS = {
   // authorization (issue 3)
   ERR_ACCESS_DENIED: { status: 403, message: 'access denied' },
   ERR_INSUFFICIENT_SCOPE: { status: 403, oauth: 'insufficient_scope', message: 'insufficient scope' },
+  ERR_ENVIRONMENT_MISMATCH: {
+    status: 403,
+    message: 'the token belongs to another environment',
+  },
 
   // upstream
   ERR_UPSTREAM_UNREACHABLE: { status: 502, message: 'the upstream could not be reached' },

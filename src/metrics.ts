@@ -21,6 +21,7 @@ export interface Metrics {
   readonly upstreamDuration: Histogram<'upstream' | 'status'>;
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
+  readonly policyDecisions: Counter<'route' | 'rule' | 'decision'>;
   /** The admin listener reads issuer key state at scrape time through this hook. */
   setIssuerStatusSource(source: () => readonly IssuerKeyStatus[]): void;
 }
@@ -116,6 +117,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'portcullis_config_reloads_total',
       help: 'Configuration reloads by outcome (ok / invalid)',
       labelNames: ['outcome'],
+      registers,
+    }),
+    policyDecisions: new Counter({
+      name: 'portcullis_policy_decisions_total',
+      help: 'Policy decisions by route, deciding rule id (empty for default deny) and decision',
+      labelNames: ['route', 'rule', 'decision'],
       registers,
     }),
     setIssuerStatusSource(source) {

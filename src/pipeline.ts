@@ -2,7 +2,7 @@
  * The request flow, stage by stage (DESIGN.md §1). Each stage returns a value or throws a ProxyError; the
  * answer, the access log line and the metrics happen once, in `finish`.
  *
- *   match route -> extract token -> verify token -> rewrite -> forward
+ *   match route -> extract token -> verify token -> authorize -> rewrite -> forward
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -10,6 +10,11 @@ import { extractToken } from './auth/extract.ts';
 import { verifyToken } from './auth/verify.ts';
 import type { VerifiedToken } from './auth/verify.ts';
 import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
+import { checkEnvironment } from './policy/environment.ts';
+import { evaluatePolicy } from './policy/evaluate.ts';
+import type { RuleTrace } from './policy/evaluate.ts';
+import type { CelRequest } from './policy/cel.ts';
+import { identityOf } from './policy/identity.ts';
 import { buildUpstreamHeaders, requestIdOf, stripQueryParam } from './rewrite/headers.ts';
 import { hostOf } from './routing/route-table.ts';
 import { normalizeRequestTarget } from './routing/normalize-path.ts';
@@ -28,34 +33,49 @@ export interface PipelineDeps {
   readonly shuttingDown: () => boolean;
 }
 
+/** One step of an explanation (`portcullis explain`, admin `POST /explain`). */
+export interface TraceStep {
+  readonly stage: 'route' | 'token' | 'verify' | 'environment' | 'policy' | 'rewrite';
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
 /** What the stages decided about one request, and what the access log reports. */
-interface Exchange {
+export interface Exchange {
   readonly requestId: string;
   readonly method: string;
   readonly startedAt: number;
   path: string;
   route: RouteConfig | undefined;
   token: VerifiedToken | undefined;
+  ruleId: string | undefined;
   upstream: string | undefined;
   upstreamMs: number | undefined;
   status: number;
   error: ProxyError | undefined;
   aborted: boolean;
+  /** Set only when explaining: each stage appends what it saw. Never set on the serving path. */
+  trace: TraceStep[] | undefined;
+  rules: readonly RuleTrace[] | undefined;
 }
 
-interface Decision {
+export interface Decision {
   readonly route: RouteConfig;
   readonly token: VerifiedToken | undefined;
   readonly upstreamPath: string;
   readonly tokenFrom: TokenLocation | undefined;
+  readonly params: Readonly<Record<string, string>>;
 }
 
-/** The stages up to (not including) forwarding; shared by plain requests and WebSocket upgrades. */
-async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<Decision> {
+/**
+ * The stages up to (not including) forwarding; shared by plain requests, WebSocket upgrades and `explain`.
+ */
+export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<Decision> {
   const target = normalizeRequestTarget(req.url ?? '/');
   ex.path = target.path;
-  const route = rt.routes.match(hostOf(req.headers.host), ex.method, target.path);
+  const { route, params } = rt.routes.match(hostOf(req.headers.host), ex.method, target.path);
   ex.route = route;
+  ex.trace?.push({ stage: 'route', ok: true, detail: `route ${route.id} (${route.path.kind} ${route.path.value}) -> upstream ${route.upstream}; auth ${route.auth.mode}${Object.keys(params).length ? `; params ${JSON.stringify(params)}` : ''}` });
 
   let token: VerifiedToken | undefined;
   let tokenFrom: TokenLocation | undefined;
@@ -64,15 +84,40 @@ async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<
     const params = new URLSearchParams(query);
     const found = extractToken(req, params, route.auth.from, rt.config.limits.maxTokenBytes);
     if (found === undefined) {
+      ex.trace?.push({ stage: 'token', ok: route.auth.mode !== 'required', detail: `no token in ${route.auth.from.map((l) => `${l.kind} ${l.name}`).join(', ')}` });
       if (route.auth.mode === 'required') throw new ProxyError('ERR_TOKEN_MISSING');
     } else {
+      ex.trace?.push({ stage: 'token', ok: true, detail: `token found in ${found.from.kind} ${found.from.name}` });
       // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
       // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
       token = await verifyToken(found.token, rt.registry, route.auth.issuers);
       tokenFrom = found.from;
       ex.token = token;
+      ex.trace?.push({ stage: 'verify', ok: true, detail: `issuer ${token.issuer.config.id} (${token.issuer.config.issuer}); alg ${token.header.alg}${token.header.kid ? `, kid ${token.header.kid}` : ''}; signature, iss, aud, exp, nbf, required claims ok; sub ${String(token.claims.sub)}` });
     }
     for (const loc of route.auth.from) if (loc.kind === 'query') query = stripQueryParam(query, loc.name);
+  }
+
+  // authorize: environment binding first (a token of another environment never reaches any rule), then
+  // the route's rules. Rules need an identity: an anonymous caller on a route with rules gets the 401.
+  const policy = rt.policies.get(route.id);
+  if (route.environment !== undefined || policy !== undefined) {
+    if (token === undefined) throw new ProxyError('ERR_TOKEN_MISSING');
+    if (route.environment !== undefined) {
+      checkEnvironment(token.claims, token.issuer.config.environment, route.environment);
+      ex.trace?.push({ stage: 'environment', ok: true, detail: `token environment is ${route.environment}` });
+    }
+    if (policy !== undefined) {
+      const decision = evaluatePolicy(policy, {
+        claims: token.claims,
+        identity: identityOf(token.claims, token.issuer.config.identity),
+        request: policy.needsRequest ? celRequestOf(req, target.path, query, params) : undefined,
+      });
+      ex.ruleId = decision.ruleId;
+      ex.rules = decision.trace;
+      ex.trace?.push({ stage: 'policy', ok: decision.allowed, detail: decision.allowed ? `allowed by rule ${decision.ruleId}` : decision.ruleId ? `denied by rule ${decision.ruleId}` : 'no allow rule matched (default deny)' });
+      if (!decision.allowed) throw decision.error!;
+    }
   }
 
   let path = target.path;
@@ -80,7 +125,19 @@ async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<
     path = route.rewritePrefix + path.slice(route.path.value.length);
     if (!path.startsWith('/')) path = '/' + path;
   }
-  return { route, token, tokenFrom, upstreamPath: query === '' ? path : `${path}?${query}` };
+  return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}` };
+}
+
+/** The `request` variable of CEL rules: first values only, header names lower-case, no credentials. */
+function celRequestOf(req: IncomingMessage, path: string, query: string, params: Readonly<Record<string, string>>): CelRequest {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name === 'authorization' || name === 'cookie' || value === undefined) continue;
+    headers[name] = Array.isArray(value) ? value[0] ?? '' : value;
+  }
+  const q: Record<string, string> = {};
+  for (const [name, value] of new URLSearchParams(query)) if (!Object.hasOwn(q, name)) q[name] = value;
+  return { method: req.method ?? 'GET', path, host: hostOf(req.headers.host), params: { ...params }, headers, query: q };
 }
 
 /** Handles one HTTP request end to end. Never throws. */
@@ -96,6 +153,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       clientIp: clientIpOf(req),
       claims: decision.token?.claims,
       tokenFrom: decision.tokenFrom,
+      params: decision.params,
     });
     const target = upstream.next();
     ex.upstream = upstream.id;
@@ -104,6 +162,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       method: ex.method,
       path: decision.upstreamPath,
       headers,
+      timeoutMs: decision.route.timeoutMs,
     });
     ex.status = outcome.status;
     ex.upstreamMs = outcome.upstreamMs;
@@ -132,6 +191,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
       clientIp: clientIpOf(req),
       claims: decision.token?.claims,
       tokenFrom: decision.tokenFrom,
+      params: decision.params,
     });
     ex.upstream = upstream.id;
     const started = performance.now();
@@ -147,7 +207,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   finish(ex, deps);
 }
 
-function newExchange(req: IncomingMessage): Exchange {
+export function newExchange(req: IncomingMessage): Exchange {
   return {
     requestId: requestIdOf(req),
     method: req.method ?? 'GET',
@@ -155,11 +215,14 @@ function newExchange(req: IncomingMessage): Exchange {
     path: '',
     route: undefined,
     token: undefined,
+    ruleId: undefined,
     upstream: undefined,
     upstreamMs: undefined,
     status: 0,
     error: undefined,
     aborted: false,
+    trace: undefined,
+    rules: undefined,
   };
 }
 
@@ -171,7 +234,7 @@ function toProxyError(error: unknown, logger: Logger, requestId: string): ProxyE
 }
 
 /** The JSON body and headers of an error answer (RFC 6750 §3 challenge when relevant). */
-function errorAnswer(error: ProxyError, requestId: string, realm: string): { headers: Record<string, string>; body: string } {
+export function errorAnswer(error: ProxyError, requestId: string, realm: string): { headers: Record<string, string>; body: string } {
   const spec = ERRORS[error.code] as { oauth?: string };
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -233,7 +296,12 @@ function finish(ex: Exchange, deps: PipelineDeps): void {
       metrics.upstreamDuration.observe({ upstream: ex.upstream, status: String(ex.status) }, ex.upstreamMs / 1000);
     }
     if (code?.startsWith('ERR_UPSTREAM_')) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: code });
-    if (ex.aborted) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: 'ERR_UPSTREAM_RESET' });
+    // 499: the client left (not the upstream's fault); any other broken stream is the upstream's.
+    if (ex.aborted && ex.status !== 499) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: 'ERR_UPSTREAM_RESET' });
+  }
+  if (ex.route !== undefined && deps.runtime().policies.has(ex.route.id) && ex.token !== undefined) {
+    const decision = ex.error === undefined || ex.error.status !== 403 ? 'allow' : 'deny';
+    if (ex.error === undefined || ex.error.status === 403) metrics.policyDecisions.inc({ route: routeId, rule: ex.ruleId ?? '', decision });
   }
   const token = ex.token;
   if (token?.expiresAt !== undefined) {
@@ -248,6 +316,7 @@ function finish(ex: Exchange, deps: PipelineDeps): void {
       route: ex.route?.id,
       status: ex.status,
       reason: code,
+      rule: ex.ruleId,
       detail: ex.error?.detail,
       duration_ms: Math.round(durationMs * 1000) / 1000,
       sub: typeof sub === 'string' ? sub : undefined,

@@ -5,8 +5,10 @@
  */
 import { createIssuerRegistry } from './auth/issuers.ts';
 import type { IssuerRegistry } from './auth/issuers.ts';
-import { createHeaderPolicy } from './rewrite/headers.ts';
+import { createHeaderPolicy, ownedHeaderNames } from './rewrite/headers.ts';
 import type { HeaderPolicy } from './rewrite/headers.ts';
+import { compilePolicy } from './policy/evaluate.ts';
+import type { CompiledPolicy } from './policy/evaluate.ts';
 import { createRouteTable } from './routing/route-table.ts';
 import type { RouteTable } from './routing/route-table.ts';
 import { createUpstream } from './upstream/pool.ts';
@@ -20,6 +22,8 @@ export interface Runtime {
   readonly registry: IssuerRegistry;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly headerPolicies: ReadonlyMap<string, HeaderPolicy>;
+  /** Route id -> compiled policy; absent for authentication-only routes. */
+  readonly policies: ReadonlyMap<string, CompiledPolicy>;
 }
 
 export async function createRuntime(
@@ -38,8 +42,13 @@ export async function createRuntime(
   const upstreams = new Map<string, Upstream>();
   for (const upstream of config.upstreams) upstreams.set(upstream.id, createUpstream(upstream));
   const headerPolicies = new Map<string, HeaderPolicy>();
-  for (const route of config.routes) headerPolicies.set(route.id, createHeaderPolicy(route, config.trustForwarded));
-  return { config, routes: createRouteTable(config.routes), registry, upstreams, headerPolicies };
+  const policies = new Map<string, CompiledPolicy>();
+  const owned = ownedHeaderNames(config.routes);
+  for (const route of config.routes) {
+    headerPolicies.set(route.id, createHeaderPolicy(route, config.trustForwarded, owned));
+    if (route.rules !== undefined) policies.set(route.id, compilePolicy(route.rules));
+  }
+  return { config, routes: createRouteTable(config.routes), registry, upstreams, headerPolicies, policies };
 }
 
 export async function closeRuntime(runtime: Runtime): Promise<void> {

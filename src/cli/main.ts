@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerCheck } from './check.ts';
+import { registerExplain } from './explain.ts';
 import { registerKeys } from './keys.ts';
 import { registerQuickstart } from './quickstart.ts';
 import { registerServe } from './serve.ts';
@@ -18,6 +19,7 @@ const program = new Command('portcullis')
 
 registerServe(program);
 registerCheck(program);
+registerExplain(program);
 registerKeys(program);
 registerToken(program);
 registerQuickstart(program);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { createApp } from '../app.ts';
 import type { App } from '../app.ts';
 import { compileConfigFile } from '../config/compile.ts';
+import { watchConfigFile } from '../config/watch.ts';
 import { loadOrExit } from './check.ts';
 
 export function registerServe(program: Command): void {
@@ -10,11 +11,13 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('Run the proxy (SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the config)')
     .requiredOption('-c, --config <file>', 'config file (YAML)')
-    .action(async (opts: { config: string }) => {
+    .option('--no-watch', 'do not reload when the config file changes (SIGHUP still reloads)')
+    .action(async (opts: { config: string; watch: boolean }) => {
       const config = await loadOrExit(opts.config);
       const app = await createApp(config);
       await app.start();
       handleSignals(app, opts.config);
+      if (opts.watch) watchConfigFile(opts.config, () => void reloadConfig(app, opts.config, 'file change'));
     });
 }
 
@@ -33,18 +36,26 @@ export function handleSignals(app: App, configFile: string | undefined): void {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   if (configFile === undefined) return;
-  process.on('SIGHUP', () => {
-    compileConfigFile(configFile)
-      .then((config) => app.reload(config))
-      .then(
-        () => {
-          app.metrics.configReloads.inc({ outcome: 'ok' });
-          app.logger.info({ config: configFile }, 'config reloaded');
-        },
-        (error: Error) => {
-          app.metrics.configReloads.inc({ outcome: 'invalid' });
-          app.logger.error({ config: configFile, problems: error.message.split('\n') }, 'config reload refused; the previous config keeps serving');
-        },
-      );
+  process.on('SIGHUP', () => void reloadConfig(app, configFile, 'SIGHUP'));
+}
+
+/**
+ * Re-loads, validates, compiles and swaps the config atomically. An invalid file is reported (log + metric
+ * `portcullis_config_reloads_total{outcome="invalid"}`) and the running config keeps serving. Reloads are
+ * serialised so that two quick edits cannot finish out of order.
+ */
+let reloading: Promise<void> = Promise.resolve();
+export function reloadConfig(app: App, configFile: string, trigger: string): Promise<void> {
+  reloading = reloading.then(async () => {
+    try {
+      const config = await compileConfigFile(configFile);
+      await app.reload(config);
+      app.metrics.configReloads.inc({ outcome: 'ok' });
+      app.logger.info({ config: configFile, trigger }, 'config reloaded');
+    } catch (error) {
+      app.metrics.configReloads.inc({ outcome: 'invalid' });
+      app.logger.error({ config: configFile, trigger, problems: (error as Error).message.split('\n') }, 'config reload refused; the previous config keeps serving');
+    }
   });
+  return reloading;
 }

@@ -6,13 +6,18 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { loadStaticKeys } from '../auth/static-keys.ts';
 import { parseClaimPath } from '../policy/claim-path.ts';
+import { compileCel } from '../policy/cel.ts';
 import { ConfigError, loadConfigFile, sortProblems } from './load.ts';
 import type { ConfigProblem, LoadedConfig } from './load.ts';
-import type { RawConfig, RawIssuer, RawRoute } from './schema.ts';
+import type { RawConfig, RawIssuer, RawRequirement, RawRoute } from './schema.ts';
 import type {
   ClaimHeader,
   CompiledConfig,
+  EnvironmentSource,
+  HeaderTemplate,
   IssuerConfig,
+  PolicyRule,
+  Requirement,
   RouteConfig,
   StaticKeySpec,
   TokenLocation,
@@ -151,9 +156,33 @@ async function compileIssuer(
     }
   }
 
+  const paths = (key: 'roles' | 'scopes' | 'groups'): string[][] =>
+    raw.identity[key].flatMap((text, i) => {
+      try {
+        return [parseClaimPath(text)];
+      } catch (error) {
+        report(['identity', key, i], (error as Error).message);
+        return [];
+      }
+    });
+  let environment: EnvironmentSource | undefined;
+  if (raw.environment !== undefined) {
+    if ('claim' in raw.environment) {
+      try {
+        environment = { kind: 'claim', claim: parseClaimPath(raw.environment.claim) };
+      } catch (error) {
+        report(['environment', 'claim'], (error as Error).message);
+      }
+    } else {
+      environment = { kind: 'audience', audiences: raw.environment.audiences };
+    }
+  }
+
   return {
     id,
     issuer: raw.issuer,
+    identity: { roles: paths('roles'), scopes: paths('scopes'), groups: paths('groups') },
+    environment,
     audiences: raw.audiences,
     algorithms,
     clockSkewSeconds: Math.floor(raw.clock_skew / 1000),
@@ -211,6 +240,33 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
       return { kind: 'query', name: loc.query };
     });
 
+  const headerTemplates: HeaderTemplate[] = [];
+  for (const [header, template] of Object.entries(raw.set_headers)) {
+    if (RESERVED_HEADERS.has(header) || raw.claims_to_headers[header] !== undefined) {
+      report(['set_headers', header], `header "${header}" is owned by the proxy or set twice`);
+      continue;
+    }
+    try {
+      headerTemplates.push({ header, parts: parseTemplate(template) });
+    } catch (error) {
+      report(['set_headers', header], (error as Error).message);
+    }
+  }
+
+  const rules = compileRules(raw, report);
+  if (rules !== undefined && raw.auth.mode === 'off') {
+    report(['auth', 'mode'], 'a route with rules needs authentication (auth mode required or optional)');
+  }
+  const environment = raw.environment ?? config.environment;
+  if (environment !== undefined && raw.auth.mode !== 'off') {
+    const selected = raw.auth.issuers.length > 0 ? raw.auth.issuers : Object.keys(config.issuers);
+    for (const id of selected) {
+      if (config.issuers[id] !== undefined && config.issuers[id].environment === undefined) {
+        report(raw.environment !== undefined ? ['environment'] : ['auth'], `route environment "${environment}" needs issuer "${id}" to say where tokens name their environment (issuers.${id}.environment)`);
+      }
+    }
+  }
+
   const upstreamTimeout = config.upstreams[raw.upstream]?.timeout ?? 30_000;
   return {
     id: raw.id,
@@ -222,9 +278,77 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     rewritePrefix: raw.rewrite_prefix,
     stripAuthorization: raw.strip_authorization,
     claimHeaders,
+    headerTemplates,
+    rules,
+    environment: raw.auth.mode === 'off' ? undefined : environment,
     timeoutMs: raw.timeout ?? upstreamTimeout,
     websocket: raw.websocket,
   };
+}
+
+/**
+ * Route-level `require`, `allow` and `deny` are shorthands for rules with those ids; `rules` adds more.
+ * Returns undefined when the route has no policy at all (authentication only).
+ */
+function compileRules(raw: RawRoute, report: (path: (string | number)[], message: string) => void): PolicyRule[] | undefined {
+  if (raw.require === undefined && raw.allow === undefined && raw.deny === undefined && raw.rules === undefined) return undefined;
+  const rules: PolicyRule[] = [];
+  const checkCel = (source: string, path: (string | number)[]): string | undefined => {
+    try {
+      compileCel(source);
+      return source;
+    } catch (error) {
+      report(path, `invalid expression: ${(error as Error).message}`);
+      return undefined;
+    }
+  };
+  if (raw.deny !== undefined) rules.push({ id: 'deny', effect: 'deny', require: undefined, when: checkCel(raw.deny, ['deny']) });
+  if (raw.require !== undefined) rules.push({ id: 'require', effect: 'allow', require: compileRequirement(raw.require, ['require'], report), when: undefined });
+  if (raw.allow !== undefined) rules.push({ id: 'allow', effect: 'allow', require: undefined, when: checkCel(raw.allow, ['allow']) });
+  const ids = new Set(rules.map((r) => r.id));
+  (raw.rules ?? []).forEach((r, i) => {
+    const id = r.id ?? `rule-${i + 1}`;
+    if (ids.has(id)) report(['rules', i, 'id'], `duplicate rule id "${id}"`);
+    ids.add(id);
+    rules.push({
+      id,
+      effect: r.effect,
+      require: r.require === undefined ? undefined : compileRequirement(r.require, ['rules', i, 'require'], report),
+      when: r.when === undefined ? undefined : checkCel(r.when, ['rules', i, 'when']),
+    });
+  });
+  return rules;
+}
+
+function compileRequirement(raw: RawRequirement, path: (string | number)[], report: (path: (string | number)[], message: string) => void): Requirement {
+  const claims: { claim: string[]; values: (string | number | boolean)[] }[] = [];
+  for (const [claimPath, values] of Object.entries(raw.claims)) {
+    try {
+      claims.push({ claim: parseClaimPath(claimPath), values: Array.isArray(values) ? values : [values] });
+    } catch (error) {
+      report([...path, 'claims', claimPath], (error as Error).message);
+    }
+  }
+  return { roles: raw.roles, scopes: raw.scopes, groups: raw.groups, claims };
+}
+
+/** `{{claims.<path>}}` and `{{request.params.<name>}}` placeholders; the rest is literal text. */
+export function parseTemplate(template: string): HeaderTemplate['parts'] {
+  const parts: HeaderTemplate['parts'][number][] = [];
+  const re = /\{\{\s*([^}]*?)\s*\}\}/g;
+  let last = 0;
+  for (let m = re.exec(template); m !== null; m = re.exec(template)) {
+    if (m.index > last) parts.push({ text: template.slice(last, m.index) });
+    const expr = m[1]!;
+    if (expr.startsWith('claims.') || expr.startsWith('claims[')) parts.push({ claim: parseClaimPath(expr.slice(expr.startsWith('claims.') ? 7 : 6)) });
+    else if (/^request\.params\.[A-Za-z_][A-Za-z0-9_]*$/.test(expr)) parts.push({ param: expr.slice(15) });
+    else throw new Error(`unknown placeholder "{{${expr}}}": use {{claims.<path>}} or {{request.params.<name>}}`);
+    last = m.index + m[0].length;
+  }
+  if (last < template.length) parts.push({ text: template.slice(last) });
+  // eslint-disable-next-line no-control-regex
+  if (parts.some((p) => 'text' in p && /[\u0000-\u001f\u007f]/.test(p.text))) throw new Error('control characters in a header template');
+  return parts;
 }
 
 function known(names: string[]): string {

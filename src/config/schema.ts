@@ -75,6 +75,23 @@ const jwksPolicy = z.strictObject({
   max_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024),
 });
 
+const claimPathList = z.array(z.string().min(1));
+
+/** Shorthand requirement: all listed keys must hold; any listed value within a key suffices. */
+export const requirement = z.strictObject({
+  roles: z.array(z.string().min(1)).default([]),
+  scopes: z.array(z.string().min(1)).default([]),
+  groups: z.array(z.string().min(1)).default([]),
+  claims: z.record(z.string().min(1), z.union([z.array(z.union([z.string(), z.number(), z.boolean()])).min(1), z.string(), z.number(), z.boolean()])).default({}),
+});
+
+const rule = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'a rule id is letters, digits and _.:-').optional(),
+  effect: z.enum(['allow', 'deny']).default('allow'),
+  require: requirement.optional(),
+  when: z.string().min(1).optional(),
+}).refine((r) => r.require !== undefined || r.when !== undefined, 'a rule needs require or when');
+
 const issuer = z.strictObject({
   issuer: z.string().min(1),
   discovery: z.union([z.boolean(), httpUrl]).default(false),
@@ -85,6 +102,16 @@ const issuer = z.strictObject({
   clock_skew: duration.prefault('30s'),
   required_claims: z.array(z.string().min(1)).default(['exp']),
   jwks: jwksPolicy.prefault({}),
+  /** Where roles, scopes and groups live in this issuer's tokens (claim paths, values unioned). */
+  identity: z.strictObject({
+    roles: claimPathList.default(['roles', 'realm_access.roles']),
+    scopes: claimPathList.default(['scope', 'scp', 'permissions']),
+    groups: claimPathList.default(['groups']),
+  }).prefault({}),
+  environment: z.union([
+    z.strictObject({ claim: z.string().min(1) }),
+    z.strictObject({ audiences: z.record(z.string().min(1), z.string().min(1)) }),
+  ], { error: 'expected { claim: path } or { audiences: { <aud>: <environment> } }' }).optional(),
 });
 
 const upstream = z.strictObject({
@@ -124,6 +151,12 @@ const route = z.strictObject({
   rewrite_prefix: z.string().optional(),
   strip_authorization: z.boolean().default(true),
   claims_to_headers: z.record(headerName, z.string().min(1)).default({}),
+  set_headers: z.record(headerName, z.string()).default({}),
+  environment: z.string().min(1).optional(),
+  require: requirement.optional(),
+  allow: z.string().min(1).optional(),
+  deny: z.string().min(1).optional(),
+  rules: z.array(rule).optional(),
   timeout: duration.optional(),
   websocket: z.boolean().default(true),
 });
@@ -132,6 +165,8 @@ export const configSchema = z.strictObject({
   listen: listenAddress.prefault('127.0.0.1:8080'),
   admin: z.union([listenAddress, z.literal(false)]).prefault('127.0.0.1:9090'),
   realm: z.string().min(1).default('portcullis'),
+  /** The environment every route serves unless it names its own (a staging proxy never admits prod tokens). */
+  environment: z.string().min(1).optional(),
   trust_forwarded: z.boolean().default(false),
   limits: z
     .strictObject({
@@ -151,3 +186,4 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.output<typeof configSchema>;
 export type RawRoute = RawConfig['routes'][number];
 export type RawIssuer = RawConfig['issuers'][string];
+export type RawRequirement = z.output<typeof requirement>;

@@ -28,6 +28,18 @@ export interface JwksPolicy {
   readonly maxBytes: number;
 }
 
+/** Where an issuer's tokens keep roles, scopes and groups (claim paths, unioned). */
+export interface IdentityMapping {
+  readonly roles: readonly (readonly string[])[];
+  readonly scopes: readonly (readonly string[])[];
+  readonly groups: readonly (readonly string[])[];
+}
+
+/** How a token names its environment: a claim, or its audience mapped to an environment. */
+export type EnvironmentSource =
+  | { readonly kind: 'claim'; readonly claim: readonly string[] }
+  | { readonly kind: 'audience'; readonly audiences: Readonly<Record<string, string>> };
+
 export interface IssuerConfig {
   /** The config key, used in metrics labels and logs. */
   readonly id: string;
@@ -45,6 +57,8 @@ export interface IssuerConfig {
   readonly jwksUri: string | undefined;
   readonly staticKeys: readonly StaticKeySpec[];
   readonly jwks: JwksPolicy;
+  readonly identity: IdentityMapping;
+  readonly environment: EnvironmentSource | undefined;
 }
 
 export type TokenLocation =
@@ -59,6 +73,29 @@ export interface ClaimHeader {
   readonly header: string;
   /** Claim path segments, e.g. ['realm_access', 'roles'] or ['https://example.com/roles']. */
   readonly claim: readonly string[];
+}
+
+/** A shorthand requirement: every listed key must hold; within a key, any listed value suffices. */
+export interface Requirement {
+  readonly roles: readonly string[];
+  readonly scopes: readonly string[];
+  readonly groups: readonly string[];
+  readonly claims: readonly { readonly claim: readonly string[]; readonly values: readonly (string | number | boolean)[] }[];
+}
+
+export interface PolicyRule {
+  readonly id: string;
+  readonly effect: 'allow' | 'deny';
+  /** Both conditions must hold when both are given. */
+  readonly require: Requirement | undefined;
+  /** CEL source over `claims` and `request`; compiled into the runtime. */
+  readonly when: string | undefined;
+}
+
+/** A header the proxy sets from a template such as `{{claims.sub}}@{{request.params.env}}`. */
+export interface HeaderTemplate {
+  readonly header: string;
+  readonly parts: readonly ({ readonly text: string } | { readonly claim: readonly string[] } | { readonly param: string })[];
 }
 
 export interface RouteConfig {
@@ -79,6 +116,11 @@ export interface RouteConfig {
   readonly rewritePrefix: string | undefined;
   readonly stripAuthorization: boolean;
   readonly claimHeaders: readonly ClaimHeader[];
+  readonly headerTemplates: readonly HeaderTemplate[];
+  /** undefined: any verified token (authentication only). Otherwise default deny. */
+  readonly rules: readonly PolicyRule[] | undefined;
+  /** The environment this route serves; a token of another environment is refused. */
+  readonly environment: string | undefined;
   readonly timeoutMs: number;
   readonly websocket: boolean;
 }

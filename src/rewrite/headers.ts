@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { getClaim } from '../policy/claim-path.ts';
 import { connectionTokens, isHopByHop } from '../upstream/hop-by-hop.ts';
-import type { RouteConfig, TokenLocation } from '../config/types.ts';
+import type { HeaderTemplate, RouteConfig, TokenLocation } from '../config/types.ts';
 
 export type HeaderMap = Record<string, string | string[]>;
 
@@ -23,9 +23,21 @@ const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', '
 /** Longest claim value forwarded as a header; longer values are omitted rather than cut (a cut list lies). */
 export const MAX_CLAIM_HEADER_BYTES = 4096;
 
-export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean): HeaderPolicy {
-  const drop = new Set<string>(['x-request-id']);
-  for (const h of route.claimHeaders) drop.add(h.header);
+/**
+ * Every header name any route sets from claims or templates. These are stripped from client requests on
+ * every route: an upstream shared by several routes may trust a header that only one of them sets.
+ */
+export function ownedHeaderNames(routes: readonly RouteConfig[]): Set<string> {
+  const names = new Set<string>();
+  for (const route of routes) {
+    for (const h of route.claimHeaders) names.add(h.header);
+    for (const h of route.headerTemplates) names.add(h.header);
+  }
+  return names;
+}
+
+export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean, owned: ReadonlySet<string>): HeaderPolicy {
+  const drop = new Set<string>(['x-request-id', ...owned]);
   if (!trustForwarded) for (const h of FORWARDED) drop.add(h);
   if (route.stripAuthorization) {
     for (const loc of route.auth.from) if (loc.kind === 'header') drop.add(loc.name);
@@ -40,6 +52,8 @@ export interface HeaderContext {
   readonly claims: Record<string, unknown> | undefined;
   /** Where the token was found, so that a cookie carrying it is removed too. */
   readonly tokenFrom: TokenLocation | undefined;
+  /** Path parameters, for `{{request.params.x}}` templates. */
+  readonly params: Readonly<Record<string, string>>;
 }
 
 /** The request id to use: the client's when it is sane, otherwise a new UUID. */
@@ -85,8 +99,26 @@ export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy,
       const value = formatClaimHeader(getClaim(ctx.claims, claim));
       if (value !== undefined) out[header] = value;
     }
+    for (const template of policy.route.headerTemplates) {
+      const value = renderTemplate(template, ctx.claims, ctx.params);
+      if (value !== undefined) out[template.header] = value;
+    }
   }
   return out;
+}
+
+/** A template renders only when every placeholder has a value: a half-filled identity header misleads. */
+function renderTemplate(template: HeaderTemplate, claims: Record<string, unknown>, params: Readonly<Record<string, string>>): string | undefined {
+  let text = '';
+  for (const part of template.parts) {
+    if ('text' in part) text += part.text;
+    else {
+      const value = 'claim' in part ? getClaim(claims, part.claim) : params[part.param];
+      if (value === undefined || value === null || (typeof value === 'object' && !Array.isArray(value))) return undefined;
+      text += Array.isArray(value) ? value.join(',') : String(value);
+    }
+  }
+  return formatClaimHeader(text);
 }
 
 /**

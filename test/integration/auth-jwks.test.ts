@@ -133,6 +133,8 @@ function issuerConfig(over: Partial<IssuerConfig>): IssuerConfig {
     discoveryUrl: undefined,
     jwksUri: undefined,
     staticKeys: [],
+    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
+    environment: undefined,
     jwks: POLICY,
     ...over,
   };

@@ -40,6 +40,8 @@ function config(id: string, iss: string, over: Partial<IssuerConfig> = {}): Issu
     discoveryUrl: undefined,
     jwksUri: undefined,
     staticKeys: [],
+    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
+    environment: undefined,
     jwks: POLICY,
     ...over,
   };

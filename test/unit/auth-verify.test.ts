@@ -64,6 +64,8 @@ function issuer(id: string, iss: string, over: Partial<IssuerConfig>): IssuerCon
     discoveryUrl: undefined,
     jwksUri: undefined,
     staticKeys: [],
+    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
+    environment: undefined,
     jwks: POLICY,
     ...over,
   };

@@ -15,6 +15,9 @@ function route(id: string, path: string, kind: 'exact' | 'prefix', extra: Partia
     rewritePrefix: undefined,
     stripAuthorization: true,
     claimHeaders: [],
+    headerTemplates: [],
+    rules: undefined,
+    environment: undefined,
     timeoutMs: 1000,
     websocket: true,
     ...extra,
@@ -47,7 +50,7 @@ const cases: Array<[host: string, method: string, path: string, expected: string
 
 test('routes match by host, then exact path, then longest prefix', () => {
   for (const [host, method, path, expected] of cases) {
-    assert.equal(table.match(host, method, path).id, expected, `${method} ${host}${path}`);
+    assert.equal(table.match(host, method, path).route.id, expected, `${method} ${host}${path}`);
   }
 });
 
@@ -61,4 +64,17 @@ test('hostOf strips the port and lower-cases', () => {
   assert.equal(hostOf('Example.COM:8080'), 'example.com');
   assert.equal(hostOf('[::1]:8080'), '[::1]');
   assert.equal(hostOf(undefined), '');
+});
+
+test('path parameters: {name} matches one segment and is decoded', () => {
+  const t = createRouteTable([
+    route('logs', '/envs/{env}/logs', 'exact'),
+    route('env-any', '/envs/{env}/', 'prefix'),
+    route('literal', '/envs/prod/logs', 'exact'),
+  ]);
+  assert.deepEqual(t.match('h', 'GET', '/envs/staging/logs'), { route: t.match('h', 'GET', '/envs/staging/logs').route, params: { env: 'staging' } });
+  assert.equal(t.match('h', 'GET', '/envs/staging/logs').route.id, 'logs');
+  assert.equal(t.match('h', 'GET', '/envs/prod/logs').route.id, 'literal', 'a literal exact path beats a pattern');
+  assert.deepEqual(t.match('h', 'GET', '/envs/a%20b/other').params, { env: 'a b' });
+  assert.throws(() => t.match('h', 'GET', '/envs//logs'));
 });
