@@ -12,6 +12,8 @@ import type { Runtime } from './runtime.ts';
 
 export interface AdminDeps {
   readonly metrics: Metrics;
+  /** Renders the exposition; in cluster mode it aggregates every worker's registry. */
+  readonly renderMetrics?: () => Promise<string>;
   readonly runtime: () => Runtime;
   readonly shuttingDown: () => boolean;
 }
@@ -34,7 +36,7 @@ export function createAdminHandler(deps: AdminDeps): (req: IncomingMessage, res:
         return send(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', draining: deps.shuttingDown(), issuers });
       }
       case '/metrics':
-        deps.metrics.registry.metrics().then(
+        (deps.renderMetrics ?? (() => deps.metrics.registry.metrics()))().then(
           (text) => {
             res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
             res.end(text);

@@ -33,6 +33,11 @@ export interface AppOptions {
   readonly logger?: Logger;
   readonly metrics?: Metrics;
   readonly env?: NodeJS.ProcessEnv;
+  /** Bind the proxy listener (false in a cluster primary, which only runs the admin listener). */
+  readonly proxy?: boolean;
+  /** Bind the admin listener (false in cluster workers: the primary owns it). */
+  readonly admin?: boolean;
+  readonly renderMetrics?: () => Promise<string>;
 }
 
 export async function createApp(config: CompiledConfig, options: AppOptions = {}): Promise<App> {
@@ -80,9 +85,10 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
     logger.info({ status, reason: status === 431 ? 'ERR_REQUEST_HEADER_TOO_LARGE' : 'ERR_REQUEST_INVALID', detail: error.code }, 'request');
   });
 
-  const admin: Server | undefined = config.admin
-    ? createServer(createAdminHandler({ metrics, runtime: () => current, shuttingDown: () => draining }))
+  const admin: Server | undefined = config.admin && options.admin !== false
+    ? createServer(createAdminHandler({ metrics, runtime: () => current, shuttingDown: () => draining, renderMetrics: options.renderMetrics }))
     : undefined;
+  const serveProxy = options.proxy !== false;
 
   return {
     metrics,
@@ -90,16 +96,19 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
     runtime: () => current,
     async start() {
       let adminAddress: AddressInfo | undefined;
-      if (admin && config.admin) {
+      if (admin && config.admin && options.admin !== false) {
         // Admin first: the quickstart's dev issuer serves its JWKS there and the registry fetches it.
         admin.listen(config.admin.port, config.admin.host);
         await once(admin, 'listening');
         adminAddress = admin.address() as AddressInfo;
       }
       await current.registry.start();
-      proxy.listen(config.listen.port, config.listen.host);
-      await once(proxy, 'listening');
-      const proxyAddress = proxy.address() as AddressInfo;
+      let proxyAddress: AddressInfo = { address: config.listen.host, port: config.listen.port, family: 'IPv4' };
+      if (serveProxy) {
+        proxy.listen(config.listen.port, config.listen.host);
+        await once(proxy, 'listening');
+        proxyAddress = proxy.address() as AddressInfo;
+      }
       logger.info({ listen: `${proxyAddress.address}:${proxyAddress.port}`, admin: adminAddress ? `${adminAddress.address}:${adminAddress.port}` : undefined, routes: current.config.routes.length, issuers: current.config.issuers.length }, 'portcullis listening');
       return { proxy: proxyAddress, admin: adminAddress };
     },
@@ -119,8 +128,10 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
     async stop() {
       if (draining) return;
       draining = true;
-      proxy.close();
-      proxy.closeIdleConnections();
+      if (serveProxy) {
+        proxy.close();
+        proxy.closeIdleConnections();
+      }
       if (inFlight > 0) {
         const drained = new Promise<void>((resolve) => (idle = resolve));
         let timer: NodeJS.Timeout | undefined;

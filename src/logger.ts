@@ -12,7 +12,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   return pino(
     {
       level,
-      base: { service: 'portcullis' },
+      base: { service: 'portcullis', pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: {
         paths: ['*.authorization', '*.cookie', '*["set-cookie"]', 'headers.authorization', 'headers.cookie', 'token'],

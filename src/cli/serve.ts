@@ -4,6 +4,7 @@ import { createApp } from '../app.ts';
 import type { App } from '../app.ts';
 import { compileConfigFile } from '../config/compile.ts';
 import { watchConfigFile } from '../config/watch.ts';
+import { isClusterWorker, runPrimary, runWorker } from '../cluster.ts';
 import { loadOrExit } from './check.ts';
 
 export function registerServe(program: Command): void {
@@ -12,8 +13,18 @@ export function registerServe(program: Command): void {
     .description('Run the proxy (SIGTERM/SIGINT drain and exit 0, SIGHUP reloads the config)')
     .requiredOption('-c, --config <file>', 'config file (YAML)')
     .option('--no-watch', 'do not reload when the config file changes (SIGHUP still reloads)')
-    .action(async (opts: { config: string; watch: boolean }) => {
+    .option('--workers <n>', 'worker processes sharing the port (node:cluster); 1 = no cluster', '1')
+    .action(async (opts: { config: string; watch: boolean; workers: string }) => {
+      const workers = Number(opts.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+        process.stderr.write('portcullis: --workers must be an integer from 1 to 256\n');
+        process.exit(2);
+      }
       const config = await loadOrExit(opts.config);
+      if (workers > 1 || isClusterWorker()) {
+        const options = { configFile: opts.config, workers, watch: opts.watch, reload: reloadConfig, onSignals: handleSignals };
+        return isClusterWorker() ? runWorker(config, options) : runPrimary(config, options);
+      }
       const app = await createApp(config);
       await app.start();
       handleSignals(app, opts.config);

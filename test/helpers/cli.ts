@@ -28,14 +28,15 @@ export function runCli(args: readonly string[], options: { env?: NodeJS.ProcessE
 }
 
 /** Collects a child's output and resolves `waitFor` when a text appears (no sleeps, no stream teardown). */
-export function watchOutput(stream: NodeJS.ReadableStream): { text(): string; waitFor(fragment: string): Promise<void> } {
+export function watchOutput(stream: NodeJS.ReadableStream): { text(): string; waitFor(fragment: string, count?: number): Promise<void> } {
   let text = '';
-  const waiters: Array<{ fragment: string; resolve: () => void }> = [];
+  const waiters: Array<{ fragment: string; count: number; resolve: () => void }> = [];
+  const seen = (fragment: string, count: number) => text.split(fragment).length - 1 >= count;
   let ended = false;
   stream.on('data', (chunk: Buffer) => {
     text += chunk.toString();
     for (const w of [...waiters]) {
-      if (text.includes(w.fragment)) {
+      if (seen(w.fragment, w.count)) {
         waiters.splice(waiters.indexOf(w), 1);
         w.resolve();
       }
@@ -46,11 +47,12 @@ export function watchOutput(stream: NodeJS.ReadableStream): { text(): string; wa
   });
   return {
     text: () => text,
-    waitFor(fragment) {
-      if (text.includes(fragment)) return Promise.resolve();
+    /** Resolves once `fragment` has appeared `count` times (default 1). */
+    waitFor(fragment, count = 1) {
+      if (seen(fragment, count)) return Promise.resolve();
       if (ended) return Promise.reject(new Error(`output ended without "${fragment}":\n${text}`));
       return new Promise((resolve, reject) => {
-        waiters.push({ fragment, resolve });
+        waiters.push({ fragment, count, resolve });
         stream.once('end', () => reject(new Error(`output ended without "${fragment}":\n${text}`)));
       });
     },

@@ -1,0 +1,76 @@
+/**
+ * `serve --workers N`: one process is single-threaded, so N workers (node:cluster) share the proxy port and
+ * the kernel-accepted connections are spread across them. The primary runs no proxy listener: it owns the
+ * admin listener (metrics aggregated over every worker), forwards reloads, restarts a worker that dies, and
+ * on SIGTERM/SIGINT drains every worker before exiting 0.
+ */
+import cluster from 'node:cluster';
+import type { Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import { createApp } from './app.ts';
+import type { App } from './app.ts';
+import { watchConfigFile } from './config/watch.ts';
+import type { CompiledConfig } from './config/types.ts';
+import { createMetrics } from './metrics.ts';
+
+export interface ClusterOptions {
+  readonly configFile: string;
+  readonly workers: number;
+  readonly watch: boolean;
+  /** Reload hook of the calling command (shared with single-process serve). */
+  readonly reload: (app: App, file: string, trigger: string) => Promise<void>;
+  readonly onSignals: (app: App, file: string | undefined) => void;
+}
+
+export function isClusterWorker(): boolean {
+  return cluster.isWorker;
+}
+
+export async function runPrimary(config: CompiledConfig, options: ClusterOptions): Promise<void> {
+  const aggregator = new AggregatorRegistry();
+  const app = await createApp(config, { proxy: false, renderMetrics: () => aggregator.clusterMetrics() });
+  await app.start();
+  let stopping = false;
+  const workers = new Set<Worker>();
+  const fork = (): void => {
+    const worker = cluster.fork();
+    workers.add(worker);
+    worker.once('exit', (code, signal) => {
+      workers.delete(worker);
+      if (stopping) return;
+      app.logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting a replacement');
+      // A worker that dies at once (bad environment) must not become a fork loop.
+      setTimeout(fork, 1000).unref();
+    });
+  };
+  for (let i = 0; i < options.workers; i++) fork();
+
+  const reloadAll = (trigger: string): void => {
+    for (const w of workers) w.process.kill('SIGHUP');
+    void options.reload(app, options.configFile, trigger);
+  };
+  process.on('SIGHUP', () => reloadAll('SIGHUP'));
+  if (options.watch) watchConfigFile(options.configFile, () => reloadAll('file change'));
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info({ signal, workers: workers.size }, 'shutting down: draining workers');
+    const exits = [...workers].map((w) => new Promise<void>((resolve) => w.once('exit', () => resolve())));
+    for (const w of workers) w.process.kill('SIGTERM');
+    void Promise.all(exits)
+      .then(() => app.stop())
+      .then(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export async function runWorker(config: CompiledConfig, options: ClusterOptions): Promise<void> {
+  const metrics = createMetrics();
+  // The primary asks each worker for its registry over IPC when /metrics is scraped.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([metrics.registry]);
+  const app = await createApp(config, { metrics, admin: false });
+  await app.start();
+  options.onSignals(app, options.configFile);
+}
