@@ -7,7 +7,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { extractToken } from './auth/extract.ts';
-import { verifyToken } from './auth/verify.ts';
 import type { VerifiedToken } from './auth/verify.ts';
 import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
 import { checkEnvironment } from './policy/environment.ts';
@@ -90,7 +89,7 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
       ex.trace?.push({ stage: 'token', ok: true, detail: `token found in ${found.from.kind} ${found.from.name}` });
       // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
       // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
-      token = await verifyToken(found.token, rt.registry, route.auth.issuers);
+      token = await rt.tokens.verify(found.token, route.auth.issuers);
       tokenFrom = found.from;
       ex.token = token;
       ex.trace?.push({ stage: 'verify', ok: true, detail: `issuer ${token.issuer.config.id} (${token.issuer.config.issuer}); alg ${token.header.alg}${token.header.kid ? `, kid ${token.header.kid}` : ''}; signature, iss, aud, exp, nbf, required claims ok; sub ${String(token.claims.sub)}` });

@@ -5,6 +5,8 @@
  */
 import { createIssuerRegistry } from './auth/issuers.ts';
 import type { IssuerRegistry } from './auth/issuers.ts';
+import { createTokenVerifier } from './auth/token-cache.ts';
+import type { TokenVerifier } from './auth/token-cache.ts';
 import { createHeaderPolicy, ownedHeaderNames } from './rewrite/headers.ts';
 import type { HeaderPolicy } from './rewrite/headers.ts';
 import { compilePolicy } from './policy/evaluate.ts';
@@ -20,6 +22,8 @@ export interface Runtime {
   readonly config: CompiledConfig;
   readonly routes: RouteTable;
   readonly registry: IssuerRegistry;
+  /** Verification with the verified-token cache in front. */
+  readonly tokens: TokenVerifier;
   readonly upstreams: ReadonlyMap<string, Upstream>;
   readonly headerPolicies: ReadonlyMap<string, HeaderPolicy>;
   /** Route id -> compiled policy; absent for authentication-only routes. */
@@ -48,7 +52,8 @@ export async function createRuntime(
     headerPolicies.set(route.id, createHeaderPolicy(route, config.trustForwarded, owned));
     if (route.rules !== undefined) policies.set(route.id, compilePolicy(route.rules));
   }
-  return { config, routes: createRouteTable(config.routes), registry, upstreams, headerPolicies, policies };
+  const tokens = createTokenVerifier(registry, { maxEntries: config.limits.tokenCacheEntries, maxTokenBytes: 4096 });
+  return { config, routes: createRouteTable(config.routes), registry, tokens, upstreams, headerPolicies, policies };
 }
 
 export async function closeRuntime(runtime: Runtime): Promise<void> {

@@ -100,6 +100,7 @@ export async function compileConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv
       maxHeaderBytes: raw.limits.max_header_bytes,
       requestTimeoutMs: raw.limits.request_timeout,
       drainTimeoutMs: raw.limits.drain_timeout,
+      tokenCacheEntries: raw.limits.token_cache_entries,
     },
     log: { level: raw.log.level },
     devIssuer: raw.dev_issuer ? { jwksFile: filePath(raw.dev_issuer.jwks_file), path: raw.dev_issuer.path } : undefined,

@@ -174,6 +174,7 @@ export const configSchema = z.strictObject({
       max_header_bytes: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
       request_timeout: duration.prefault('5m'),
       drain_timeout: duration.prefault('10s'),
+      token_cache_entries: z.number().int().min(0).max(1_000_000).default(10_000),
     })
     .prefault({}),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),

@@ -142,6 +142,8 @@ export interface LimitsConfig {
   readonly maxHeaderBytes: number;
   readonly requestTimeoutMs: number;
   readonly drainTimeoutMs: number;
+  /** Verified tokens kept in memory (0 disables the cache). */
+  readonly tokenCacheEntries: number;
 }
 
 export interface CompiledConfig {

@@ -1,0 +1,106 @@
+/**
+ * The verified-token cache never answers differently from a fresh verification: expiry, key withdrawal and
+ * route issuer restrictions are re-checked on every hit; failures are not cached; size is bounded.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { createIssuerRegistry } from '../../src/auth/issuers.ts';
+import { createTokenVerifier } from '../../src/auth/token-cache.ts';
+import { ProxyError } from '../../src/errors.ts';
+import type { IssuerConfig } from '../../src/config/types.ts';
+import { createTestSigner } from '../helpers/keys.ts';
+
+const ISS = 'https://cache.idp.test';
+const T0 = 1_900_000_000; // seconds
+let clock = T0 * 1000;
+const now = () => clock;
+
+function issuer(id: string, iss: string, jwksUri: string): IssuerConfig {
+  return {
+    id,
+    issuer: iss,
+    audiences: [],
+    algorithms: ['ES256'],
+    clockSkewSeconds: 0,
+    requiredClaims: ['exp'],
+    discoveryUrl: undefined,
+    jwksUri,
+    staticKeys: [],
+    jwks: { timeoutMs: 2000, minTtlMs: 60_000, maxTtlMs: 600_000, cooldownMs: 0, staleMaxMs: 300_000, retryAfterSeconds: 5, maxBytes: 65536 },
+    identity: { roles: [], scopes: [], groups: [] },
+    environment: undefined,
+  };
+}
+
+const code = (c: string) => (e: unknown) => e instanceof ProxyError && e.code === c;
+
+const signerA = await createTestSigner('ES256');
+const signerB = await createTestSigner('ES256');
+let published = [signerA.publicJwk];
+const server = createServer((_req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ keys: published }));
+});
+server.listen(0, '127.0.0.1');
+await once(server, 'listening');
+const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
+const registry = await createIssuerRegistry([issuer('a', ISS, url), issuer('other', 'https://other.test', url)], { now });
+await registry.start();
+after(() => {
+  registry.close();
+  server.close();
+});
+
+test('a hit returns the verified result without verifying again; failures are never cached', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const token = await signerA.sign({ iss: ISS, exp: T0 + 60 });
+  const first = await cache.verify(token, []);
+  assert.equal(await cache.verify(token, []), first, 'the same object: served from the cache');
+  const bad = token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+  await assert.rejects(cache.verify(bad, []), code('ERR_TOKEN_SIGNATURE_INVALID'));
+  await assert.rejects(cache.verify(bad, []), code('ERR_TOKEN_SIGNATURE_INVALID'));
+  assert.equal(cache.size(), 1);
+});
+
+test('an entry never outlives exp', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const token = await signerA.sign({ iss: ISS, exp: T0 + 30 });
+  await cache.verify(token, []);
+  clock = (T0 + 30) * 1000;
+  try {
+    await assert.rejects(cache.verify(token, []), code('ERR_TOKEN_EXPIRED'));
+  } finally {
+    clock = T0 * 1000;
+  }
+});
+
+test('the route issuer restriction is checked on hits too', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const token = await signerA.sign({ iss: ISS, exp: T0 + 60 });
+  await cache.verify(token, ['a']);
+  await assert.rejects(cache.verify(token, ['other']), code('ERR_TOKEN_ISSUER_UNKNOWN'));
+});
+
+test('bounded: the oldest entries go first; oversized tokens are not held', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 2, maxTokenBytes: 4096, now });
+  const tokens = await Promise.all([1, 2, 3].map((i) => signerA.sign({ iss: ISS, exp: T0 + 60, n: i })));
+  for (const t of tokens) await cache.verify(t, []);
+  assert.equal(cache.size(), 2);
+  const big = await signerA.sign({ iss: ISS, exp: T0 + 60, pad: 'x'.repeat(5000) });
+  const small = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  await small.verify(big, []);
+  assert.equal(small.size(), 0);
+});
+
+test('a key withdrawn from the JWKS invalidates the tokens it verified', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const oldToken = await signerA.sign({ iss: ISS, exp: T0 + 60 });
+  await cache.verify(oldToken, []);
+  // The IdP rotates and withdraws key A; a token with the new kid makes the proxy refetch.
+  published = [signerB.publicJwk];
+  await cache.verify(await signerB.sign({ iss: ISS, exp: T0 + 60 }), []);
+  await assert.rejects(cache.verify(oldToken, []), code('ERR_TOKEN_KEY_UNKNOWN'));
+});
