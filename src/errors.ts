@@ -83,6 +83,15 @@ export const ERRORS = {
     message: 'the token belongs to another environment',
   },
 
+  // Loki routes (label-based access control)
+  ERR_LOKI_ENDPOINT_DENIED: { status: 403, message: 'this Loki endpoint is not allowed through the proxy' },
+  ERR_LOKI_QUERY_INVALID: { status: 400, message: 'the log query cannot be parsed, so it cannot be made safe' },
+  ERR_LOKI_PARAM_INVALID: { status: 400, message: 'a query parameter is missing, repeated or malformed' },
+  ERR_LOKI_BODY_INVALID: { status: 400, message: 'the request body is not a form the proxy can enforce' },
+  ERR_LOKI_BODY_TOO_LARGE: { status: 413, message: 'the request body exceeds the size limit' },
+  ERR_LOKI_CLAIM_MISSING: { status: 403, message: 'the token lacks the claim that scopes log access' },
+  ERR_LOKI_TENANT_DENIED: { status: 403, message: 'the requested tenant is not allowed for this token' },
+
   // upstream
   ERR_UPSTREAM_UNREACHABLE: { status: 502, message: 'the upstream could not be reached' },
   ERR_UPSTREAM_RESET: { status: 502, message: 'the upstream closed the connection' },

@@ -15,6 +15,8 @@ import type { RuleTrace } from './policy/evaluate.ts';
 import type { CelRequest } from './policy/cel.ts';
 import { identityOf } from './policy/identity.ts';
 import { buildUpstreamHeaders, requestIdOf, stripQueryParam } from './rewrite/headers.ts';
+import { rewriteLokiRequest } from './rewrite/loki.ts';
+import type { LokiRewrite } from './rewrite/loki.ts';
 import { hostOf } from './routing/route-table.ts';
 import { normalizeRequestTarget } from './routing/normalize-path.ts';
 import { forwardRequest } from './upstream/forward.ts';
@@ -48,6 +50,8 @@ export interface Exchange {
   route: RouteConfig | undefined;
   token: VerifiedToken | undefined;
   ruleId: string | undefined;
+  /** Loki routes: the endpoint, original and enforced query, tenant (for the access log and audit). */
+  loki: LokiRewrite['log'] | undefined;
   upstream: string | undefined;
   upstreamMs: number | undefined;
   status: number;
@@ -64,6 +68,10 @@ export interface Decision {
   readonly upstreamPath: string;
   readonly tokenFrom: TokenLocation | undefined;
   readonly params: Readonly<Record<string, string>>;
+  /** A rebuilt body that replaces the client's (enforced Loki form posts). */
+  readonly body: Buffer | undefined;
+  /** Headers the proxy sets after the client's were cleaned (X-Scope-OrgID). */
+  readonly extraHeaders: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -124,7 +132,23 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
     path = route.rewritePrefix + path.slice(route.path.value.length);
     if (!path.startsWith('/')) path = '/' + path;
   }
-  return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}` };
+  if (route.loki !== undefined) {
+    if (token === undefined) throw new ProxyError('ERR_TOKEN_MISSING');
+    const loki = await rewriteLokiRequest(req, route.loki, token.claims, path, query);
+    ex.loki = loki.log;
+    ex.trace?.push({ stage: 'rewrite', ok: true, detail: `loki ${loki.log.endpoint}${loki.log.enforced !== undefined ? `; enforced query ${loki.log.enforced}` : ''}${loki.log.tenant !== undefined ? `; tenant ${loki.log.tenant}` : ''}` });
+    return { route, token, tokenFrom, params, upstreamPath: loki.path, body: loki.body, extraHeaders: loki.headers };
+  }
+  return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}`, body: undefined, extraHeaders: undefined };
+}
+
+/** Adds the proxy's own headers and, for a rebuilt body, its framing. */
+function finishHeaders(headers: Record<string, string | string[]>, decision: Decision): void {
+  if (decision.extraHeaders !== undefined) Object.assign(headers, decision.extraHeaders);
+  if (decision.body !== undefined) {
+    headers['content-type'] = 'application/x-www-form-urlencoded';
+    headers['content-length'] = String(decision.body.length);
+  }
 }
 
 /** The `request` variable of CEL rules: first values only, header names lower-case, no credentials. */
@@ -154,6 +178,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       tokenFrom: decision.tokenFrom,
       params: decision.params,
     });
+    finishHeaders(headers, decision);
     const target = upstream.next();
     ex.upstream = upstream.id;
     res.setHeader('x-request-id', ex.requestId);
@@ -162,6 +187,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       path: decision.upstreamPath,
       headers,
       timeoutMs: decision.route.timeoutMs,
+      body: decision.body,
     });
     ex.status = outcome.status;
     ex.upstreamMs = outcome.upstreamMs;
@@ -192,6 +218,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
       tokenFrom: decision.tokenFrom,
       params: decision.params,
     });
+    finishHeaders(headers, decision);
     ex.upstream = upstream.id;
     const started = performance.now();
     const result = await proxyWebSocket(req, socket, head, upstream.next(), { path: decision.upstreamPath, headers }, decision.route.timeoutMs);
@@ -215,6 +242,7 @@ export function newExchange(req: IncomingMessage): Exchange {
     route: undefined,
     token: undefined,
     ruleId: undefined,
+    loki: undefined,
     upstream: undefined,
     upstreamMs: undefined,
     status: 0,
@@ -317,6 +345,7 @@ function finish(ex: Exchange, deps: PipelineDeps): void {
       reason: code,
       rule: ex.ruleId,
       detail: ex.error?.detail,
+      loki: ex.loki,
       duration_ms: Math.round(durationMs * 1000) / 1000,
       sub: typeof sub === 'string' ? sub : undefined,
       issuer: token?.issuer.config.id,

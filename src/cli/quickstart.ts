@@ -11,6 +11,7 @@ import { ConfigError } from '../config/load.ts';
 import { loadOrCreateDevKeys } from '../tools/keygen.ts';
 import { mintToken } from '../tools/mint.ts';
 import { startExampleBackend } from '../../examples/backend.ts';
+import { startLokiDemo } from '../../examples/loki-demo.ts';
 import { handleSignals } from './serve.ts';
 
 const CONFIG = fileURLToPath(new URL('../../examples/quickstart/portcullis.yaml', import.meta.url));
@@ -24,7 +25,8 @@ export function registerQuickstart(program: Command): void {
       const dataDir = resolve(opts.data);
       const keys = await loadOrCreateDevKeys(dataDir, 'ES256');
       const backend = await startExampleBackend();
-      const env = { ...process.env, PORTCULLIS_QUICKSTART_DATA: dataDir, PORTCULLIS_QUICKSTART_BACKEND: backend.origin };
+      const loki = await startLokiDemo();
+      const env = { ...process.env, PORTCULLIS_QUICKSTART_DATA: dataDir, PORTCULLIS_QUICKSTART_BACKEND: backend.origin, PORTCULLIS_QUICKSTART_LOKI: loki.origin };
       let config;
       try {
         config = await compileConfigFile(CONFIG, env);
@@ -34,15 +36,17 @@ export function registerQuickstart(program: Command): void {
       }
       const app = await createApp(config, { env });
       const { proxy } = await app.start();
-      const token = await mintToken({
+      const mint = (sub: string, env: string | string[]) => mintToken({
         keyFile: keys.privateKeyPath,
         kid: keys.kid,
         iss: config.issuers[0]!.issuer,
         aud: 'quickstart-api',
-        sub: 'dev-user',
-        claims: { realm_access: { roles: ['log-reader', 'developer'] } },
+        sub,
+        claims: { realm_access: { roles: ['log-reader', 'developer'] }, env },
         ttlMs: 8 * 3600_000,
       });
+      const token = await mint('dev-user', 'staging');
+      const everywhere = await mint('sre-user', ['staging', 'production']);
       const base = `http://${proxy.address}:${proxy.port}`;
       process.stderr.write(
         [
@@ -59,11 +63,21 @@ export function registerQuickstart(program: Command): void {
           'A public path (auth off):',
           `  curl -i ${base}/public/ping`,
           '',
+          'Logs: the same query {app="api"} with a staging token sees only staging lines; the second token sees both:',
+          `  curl -s -G ${base}/loki/api/v1/query_range --data-urlencode 'query={app="api"}' -H "Authorization: Bearer ${token}"`,
+          `  curl -s -G ${base}/loki/api/v1/query_range --data-urlencode 'query={app="api"}' -H "Authorization: Bearer ${everywhere}"`,
+          '',
+          'See what the proxy does with a request (the enforced query, each rule) without sending it:',
+          `  PORTCULLIS_TOKEN=${token} npx portcullis explain -c ${CONFIG} --url '${base}/loki/api/v1/query_range?query={app="api"}'`,
+          '',
           `Metrics: curl http://${config.admin?.host}:${config.admin?.port}/metrics     Stop: Ctrl-C`,
           '',
         ].join('\n'),
       );
       handleSignals(app, undefined);
-      process.once('exit', () => backend.server.close());
+      process.once('exit', () => {
+        backend.server.close();
+        loki.server.close();
+      });
     });
 }

@@ -16,6 +16,7 @@ import type {
   EnvironmentSource,
   HeaderTemplate,
   IssuerConfig,
+  LokiRouteConfig,
   PolicyRule,
   Requirement,
   RouteConfig,
@@ -268,6 +269,39 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     }
   }
 
+  let loki: LokiRouteConfig | undefined;
+  if (raw.loki !== undefined) {
+    const claimRef = (text: string, path: (string | number)[]): string[] | undefined => {
+      const m = /^claims(?:\.|(?=\[))(.+)$/.exec(text);
+      if (!m) {
+        report(path, `expected a claim reference such as claims.env, got "${text}"`);
+        return undefined;
+      }
+      try {
+        return parseClaimPath(m[1]!);
+      } catch (error) {
+        report(path, (error as Error).message);
+        return undefined;
+      }
+    };
+    const enforce: { label: string; claim: string[] }[] = [];
+    for (const [label, ref] of Object.entries(raw.loki.enforce)) {
+      const claim = claimRef(ref, ['loki', 'enforce', label]);
+      if (claim) enforce.push({ label, claim });
+    }
+    if (enforce.length === 0 && !raw.loki.allow_push) {
+      report(['loki', 'enforce'], 'a Loki route needs at least one enforced label (loki.enforce)');
+    }
+    if (raw.auth.mode !== 'required') report(['auth', 'mode'], 'a Loki route needs auth mode required');
+    loki = {
+      enforce,
+      tenant: raw.loki.tenant === undefined ? undefined : claimRef(raw.loki.tenant, ['loki', 'tenant']),
+      multiTenant: raw.loki.multi_tenant,
+      allowPush: raw.loki.allow_push,
+      maxBodyBytes: raw.loki.max_body_bytes,
+    };
+  }
+
   const upstreamTimeout = config.upstreams[raw.upstream]?.timeout ?? 30_000;
   return {
     id: raw.id,
@@ -282,6 +316,7 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     headerTemplates,
     rules,
     environment: raw.auth.mode === 'off' ? undefined : environment,
+    loki,
     timeoutMs: raw.timeout ?? upstreamTimeout,
     websocket: raw.websocket,
   };

@@ -157,6 +157,13 @@ const route = z.strictObject({
   allow: z.string().min(1).optional(),
   deny: z.string().min(1).optional(),
   rules: z.array(rule).optional(),
+  loki: z.strictObject({
+    enforce: z.record(z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a Loki label name'), z.string().min(1)).default({}),
+    tenant: z.string().min(1).optional(),
+    multi_tenant: z.boolean().default(false),
+    allow_push: z.boolean().default(false),
+    max_body_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(1024 * 1024),
+  }).optional(),
   timeout: duration.optional(),
   websocket: z.boolean().default(true),
 });

@@ -98,6 +98,19 @@ export interface HeaderTemplate {
   readonly parts: readonly ({ readonly text: string } | { readonly claim: readonly string[] } | { readonly param: string })[];
 }
 
+/** A route in front of Grafana Loki: every read is label-enforced, everything else denied. */
+export interface LokiRouteConfig {
+  /** Stream label -> claim path whose value (string or list) gives the allowed label values. */
+  readonly enforce: readonly { readonly label: string; readonly claim: readonly string[] }[];
+  /** Claim naming the tenant(s) for X-Scope-OrgID; undefined: the header is stripped, never set. */
+  readonly tenant: readonly string[] | undefined;
+  /** Several tenants may be joined with `|` (Loki multi-tenant queries). */
+  readonly multiTenant: boolean;
+  readonly allowPush: boolean;
+  /** Largest form body read to enforce a POSTed query. */
+  readonly maxBodyBytes: number;
+}
+
 export interface RouteConfig {
   readonly id: string;
   /** Lower-case host without port; undefined matches any host. A leading `*.` matches subdomains. */
@@ -121,6 +134,7 @@ export interface RouteConfig {
   readonly rules: readonly PolicyRule[] | undefined;
   /** The environment this route serves; a token of another environment is refused. */
   readonly environment: string | undefined;
+  readonly loki: LokiRouteConfig | undefined;
   readonly timeoutMs: number;
   readonly websocket: boolean;
 }

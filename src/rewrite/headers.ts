@@ -38,6 +38,12 @@ export function ownedHeaderNames(routes: readonly RouteConfig[]): Set<string> {
 
 export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean, owned: ReadonlySet<string>): HeaderPolicy {
   const drop = new Set<string>(['x-request-id', ...owned]);
+  // Loki: the proxy owns the tenant header; X-Prom-Label-Policy would let a client ask a label proxy
+  // further down for another policy.
+  if (route.loki !== undefined) {
+    drop.add('x-scope-orgid');
+    drop.add('x-prom-label-policy');
+  }
   if (!trustForwarded) for (const h of FORWARDED) drop.add(h);
   if (route.stripAuthorization) {
     for (const loc of route.auth.from) if (loc.kind === 'header') drop.add(loc.name);

@@ -31,6 +31,11 @@ export interface ForwardRequest {
    * absent the upstream pool's `timeoutMs` applies.
    */
   timeoutMs?: number;
+  /**
+   * A body that replaces the client's (a rewritten form body, e.g. an enforced Loki query). The caller has
+   * consumed the client body and sets `content-length` to this body's length.
+   */
+  body?: Buffer;
 }
 
 /** How a forward ended when it did not throw. */
@@ -117,7 +122,7 @@ export function forwardRequest(
       method: request.method,
       path: request.path,
       headers,
-      body: hasBody(req) ? req : null,
+      body: request.body ?? (hasBody(req) ? req : null),
       headersTimeout: request.timeoutMs,
     },
     handler,

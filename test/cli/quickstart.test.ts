@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { CLI, watchOutput } from '../helpers/cli.ts';
+import { CLI, runCli, watchOutput } from '../helpers/cli.ts';
 import { freePort } from '../helpers/ports.ts';
 
 test('quickstart: the printed curl lines give 200 with a token and 401 without; SIGTERM exits 0', async () => {
@@ -44,6 +44,30 @@ test('quickstart: the printed curl lines give 200 with a token and 401 without; 
     assert.match(denied.headers.get('www-authenticate') ?? '', /^Bearer realm=/);
     assert.equal((await fetch(`http://127.0.0.1:${port}/public/ping`)).status, 200);
     assert.equal((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status, 200);
+
+    // The two Loki lines: the same query, a staging token sees only staging lines, the other both.
+    const lokiLines = [...stderr.matchAll(/curl -s -G (\S+) --data-urlencode '(query=[^']+)' -H "Authorization: Bearer ([^"]+)"/g)];
+    assert.equal(lokiLines.length, 2, stderr);
+    const linesFor = async (m: RegExpMatchArray) => {
+      const url = `${m[1]}?${new URLSearchParams([m[2]!.split(/=(.*)/s).slice(0, 2) as [string, string]])}`;
+      const res = await fetch(url, { headers: { authorization: `Bearer ${m[3]}` } });
+      assert.equal(res.status, 200);
+      const body = (await res.json()) as { data: { result: { stream: { env: string }; values: [string, string][] }[] } };
+      return body.data.result.flatMap((r) => r.values.map((v) => `${r.stream.env}: ${v[1]}`));
+    };
+    const stagingLines = await linesFor(lokiLines[0]!);
+    assert.ok(stagingLines.length > 0 && stagingLines.every((l) => l.startsWith('staging: ')), stagingLines.join('\n'));
+    const allLines = await linesFor(lokiLines[1]!);
+    assert.ok(allLines.some((l) => l.startsWith('production: ')) && allLines.some((l) => l.startsWith('staging: ')), allLines.join('\n'));
+
+    // The explain line, as printed (its token travels in the environment).
+    const explainLine = /PORTCULLIS_TOKEN=(\S+) npx portcullis explain -c (\S+) --url '([^']+)'/.exec(stderr);
+    assert.ok(explainLine, stderr);
+    const explained = await runCli(['explain', '-c', explainLine[2]!, '--url', explainLine[3]!], {
+      env: { PORTCULLIS_TOKEN: explainLine[1]!, PORTCULLIS_QUICKSTART_DATA: data, PORTCULLIS_ADMIN_PORT: String(adminPort), PORTCULLIS_PORT: String(port) },
+    });
+    assert.equal(explained.code, 0, explained.stderr + explained.stdout);
+    assert.match(explained.stdout, /enforced query \{app="api", env="staging"\}/);
   } finally {
     child.kill('SIGTERM');
     const [code] = (await once(child, 'close')) as [number | null];

@@ -18,6 +18,7 @@ function route(id: string, path: string, kind: 'exact' | 'prefix', extra: Partia
     headerTemplates: [],
     rules: undefined,
     environment: undefined,
+    loki: undefined,
     timeoutMs: 1000,
     websocket: true,
     ...extra,
