@@ -6,10 +6,9 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { ERRORS, isProxyError, ProxyError } from './errors.ts';
-import { decide, newExchange } from './pipeline.ts';
+import { decide, forwardHeaders, newExchange } from './pipeline.ts';
 import type { TraceStep } from './pipeline.ts';
 import type { RuleTrace } from './policy/evaluate.ts';
-import { buildUpstreamHeaders } from './rewrite/headers.ts';
 import type { Runtime } from './runtime.ts';
 
 export interface ExplainInput {
@@ -42,13 +41,7 @@ export async function explainRequest(rt: Runtime, input: ExplainInput): Promise<
   let forward: Explanation['forward'];
   try {
     const d = await decide(req, rt, ex);
-    const upstreamHeaders = buildUpstreamHeaders(req, rt.headerPolicies.get(d.route.id)!, {
-      requestId: ex.requestId,
-      clientIp: '127.0.0.1',
-      claims: d.token?.claims,
-      tokenFrom: d.tokenFrom,
-      params: d.params,
-    });
+    const upstreamHeaders = forwardHeaders(req, rt, ex.requestId, d, '127.0.0.1');
     ex.trace.push({ stage: 'rewrite', ok: true, detail: `forward ${ex.method} ${d.upstreamPath} to upstream ${d.route.upstream}` });
     forward = { upstream: d.route.upstream, path: d.upstreamPath, headers: upstreamHeaders };
     decision = { allowed: true, status: 200, rule: ex.ruleId };

@@ -142,13 +142,22 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
   return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}`, body: undefined, extraHeaders: undefined };
 }
 
-/** Adds the proxy's own headers and, for a rebuilt body, its framing. */
-function finishHeaders(headers: Record<string, string | string[]>, decision: Decision): void {
+/** The upstream's headers: the client's, cleaned (rewrite/headers.ts), plus the proxy's own and, for a
+ * rebuilt body, its framing. */
+export function forwardHeaders(req: IncomingMessage, rt: Runtime, requestId: string, decision: Decision, clientIp: string): Record<string, string | string[]> {
+  const headers = buildUpstreamHeaders(req, rt.headerPolicies.get(decision.route.id)!, {
+    requestId,
+    clientIp,
+    claims: decision.token?.claims,
+    tokenFrom: decision.tokenFrom,
+    params: decision.params,
+  });
   if (decision.extraHeaders !== undefined) Object.assign(headers, decision.extraHeaders);
   if (decision.body !== undefined) {
     headers['content-type'] = 'application/x-www-form-urlencoded';
     headers['content-length'] = String(decision.body.length);
   }
+  return headers;
 }
 
 /** The `request` variable of CEL rules: first values only, header names lower-case, no credentials. */
@@ -171,14 +180,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     if (deps.shuttingDown()) res.setHeader('connection', 'close');
     const decision = await decide(req, rt, ex);
     const upstream = rt.upstreams.get(decision.route.upstream)!;
-    const headers = buildUpstreamHeaders(req, rt.headerPolicies.get(decision.route.id)!, {
-      requestId: ex.requestId,
-      clientIp: clientIpOf(req),
-      claims: decision.token?.claims,
-      tokenFrom: decision.tokenFrom,
-      params: decision.params,
-    });
-    finishHeaders(headers, decision);
+    const headers = forwardHeaders(req, rt, ex.requestId, decision, clientIpOf(req));
     const target = upstream.next();
     ex.upstream = upstream.id;
     res.setHeader('x-request-id', ex.requestId);
@@ -211,14 +213,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     const decision = await decide(req, rt, ex);
     if (!decision.route.websocket) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
     const upstream = rt.upstreams.get(decision.route.upstream)!;
-    const headers = buildUpstreamHeaders(req, rt.headerPolicies.get(decision.route.id)!, {
-      requestId: ex.requestId,
-      clientIp: clientIpOf(req),
-      claims: decision.token?.claims,
-      tokenFrom: decision.tokenFrom,
-      params: decision.params,
-    });
-    finishHeaders(headers, decision);
+    const headers = forwardHeaders(req, rt, ex.requestId, decision, clientIpOf(req));
     ex.upstream = upstream.id;
     const started = performance.now();
     const result = await proxyWebSocket(req, socket, head, upstream.next(), { path: decision.upstreamPath, headers }, decision.route.timeoutMs);

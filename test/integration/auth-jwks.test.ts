@@ -20,6 +20,7 @@ import { verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { createTestSigner } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
+import { testIssuerConfig } from '../helpers/config.ts';
 
 const POLICY: JwksPolicy = {
   timeoutMs: 2_000,
@@ -123,21 +124,7 @@ function remote(opts: Partial<RemoteJwksOptions>): RemoteJwks {
 }
 
 function issuerConfig(over: Partial<IssuerConfig>): IssuerConfig {
-  return {
-    id: 'idp',
-    issuer: 'https://idp.test',
-    audiences: [],
-    algorithms: ['RS256', 'ES256'],
-    clockSkewSeconds: 0,
-    requiredClaims: ['exp'],
-    discoveryUrl: undefined,
-    jwksUri: undefined,
-    staticKeys: [],
-    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
-    environment: undefined,
-    jwks: POLICY,
-    ...over,
-  };
+  return testIssuerConfig({ id: 'idp', issuer: 'https://idp.test', jwks: POLICY, ...over });
 }
 
 async function registryFor(configs: IssuerConfig[], opts: Parameters<typeof createIssuerRegistry>[1] = {}): Promise<IssuerRegistry> {

@@ -13,6 +13,7 @@ import { verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { createTestSigner } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
+import { testIssuerConfig } from '../helpers/config.ts';
 
 const POLICY: JwksPolicy = {
   timeoutMs: 1000,
@@ -30,21 +31,7 @@ let one: TestSigner;
 let two: TestSigner;
 
 function config(id: string, iss: string, over: Partial<IssuerConfig> = {}): IssuerConfig {
-  return {
-    id,
-    issuer: iss,
-    audiences: [],
-    algorithms: ['ES256'],
-    clockSkewSeconds: 0,
-    requiredClaims: ['exp'],
-    discoveryUrl: undefined,
-    jwksUri: undefined,
-    staticKeys: [],
-    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
-    environment: undefined,
-    jwks: POLICY,
-    ...over,
-  };
+  return testIssuerConfig({ id, issuer: iss, algorithms: ['ES256'], jwks: POLICY, ...over });
 }
 
 function pemFile(name: string, signer: TestSigner): { kind: 'pem_file'; path: string } {

@@ -12,6 +12,7 @@ import { createTokenVerifier } from '../../src/auth/token-cache.ts';
 import { ProxyError } from '../../src/errors.ts';
 import type { IssuerConfig } from '../../src/config/types.ts';
 import { createTestSigner } from '../helpers/keys.ts';
+import { TEST_JWKS_POLICY, testIssuerConfig } from '../helpers/config.ts';
 
 const ISS = 'https://cache.idp.test';
 const T0 = 1_900_000_000; // seconds
@@ -19,20 +20,7 @@ let clock = T0 * 1000;
 const now = () => clock;
 
 function issuer(id: string, iss: string, jwksUri: string): IssuerConfig {
-  return {
-    id,
-    issuer: iss,
-    audiences: [],
-    algorithms: ['ES256'],
-    clockSkewSeconds: 0,
-    requiredClaims: ['exp'],
-    discoveryUrl: undefined,
-    jwksUri,
-    staticKeys: [],
-    jwks: { timeoutMs: 2000, minTtlMs: 60_000, maxTtlMs: 600_000, cooldownMs: 0, staleMaxMs: 300_000, retryAfterSeconds: 5, maxBytes: 65536 },
-    identity: { roles: [], scopes: [], groups: [] },
-    environment: undefined,
-  };
+  return testIssuerConfig({ id, issuer: iss, algorithms: ['ES256'], jwksUri, jwks: { ...TEST_JWKS_POLICY, cooldownMs: 0 } });
 }
 
 const code = (c: string) => (e: unknown) => e instanceof ProxyError && e.code === c;

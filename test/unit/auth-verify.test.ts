@@ -19,6 +19,7 @@ import { mapJoseError, verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { base64url, createTestSigner, forgeToken } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
+import { testIssuerConfig } from '../helpers/config.ts';
 
 const NOW = 1_700_000_000;
 const LEEWAY = 30;
@@ -54,21 +55,7 @@ let headerUrlHits = 0;
 let headerUrl: string;
 
 function issuer(id: string, iss: string, over: Partial<IssuerConfig>): IssuerConfig {
-  return {
-    id,
-    issuer: iss,
-    audiences: [],
-    algorithms: ['RS256'],
-    clockSkewSeconds: LEEWAY,
-    requiredClaims: ['exp'],
-    discoveryUrl: undefined,
-    jwksUri: undefined,
-    staticKeys: [],
-    identity: { roles: [['roles']], scopes: [['scope']], groups: [['groups']] },
-    environment: undefined,
-    jwks: POLICY,
-    ...over,
-  };
+  return testIssuerConfig({ id, issuer: iss, algorithms: ['RS256'], clockSkewSeconds: LEEWAY, jwks: POLICY, ...over });
 }
 
 function keyFile(name: string, content: string): StaticKeySpec {
