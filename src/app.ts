@@ -16,6 +16,8 @@ import type { PipelineDeps } from './pipeline.ts';
 import { closeRuntime, createRuntime } from './runtime.ts';
 import type { Runtime } from './runtime.ts';
 import type { CompiledConfig } from './config/types.ts';
+import { createAuditSink } from './audit/sink.ts';
+import type { AuditSink } from './audit/sink.ts';
 
 export interface App {
   /** Resolves once both listeners are bound and the issuers' first key fetch has settled. */
@@ -44,6 +46,11 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
   const logger = options.logger ?? createLogger(config.log.level);
   const metrics = options.metrics ?? createMetrics();
   let current = await createRuntime(config, { metrics, env: options.env });
+  // One audit chain per instance lifetime: the sink outlives reloads (its settings need a restart).
+  const audit: AuditSink | undefined =
+    config.audit !== undefined && options.proxy !== false
+      ? await createAuditSink(config.audit, { metrics, logger, env: options.env ?? process.env })
+      : undefined;
   let draining = false;
   let inFlight = 0;
   let idle: (() => void) | undefined;
@@ -52,7 +59,7 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
   metrics.setIssuerStatusSource(() =>
     current.registry.list().map((issuer) => ({ id: issuer.config.id, ...issuer.keys.status() })),
   );
-  const deps: PipelineDeps = { logger, metrics, runtime: () => current, shuttingDown: () => draining };
+  const deps: PipelineDeps = { logger, metrics, runtime: () => current, shuttingDown: () => draining, audit };
 
   const proxy: Server = createServer({
     maxHeaderSize: config.limits.maxHeaderBytes,
@@ -119,6 +126,9 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
       if (!same(next.listen, config.listen) || !same(next.admin, config.admin)) {
         throw new Error('listen and admin addresses cannot change on reload; restart the proxy');
       }
+      if (JSON.stringify(next.audit) !== JSON.stringify(config.audit)) {
+        throw new Error('audit settings cannot change on reload (one chain per instance lifetime); restart the proxy');
+      }
       const runtime = await createRuntime(next, { metrics, previous, env: options.env });
       await runtime.registry.start();
       current = runtime;
@@ -143,6 +153,8 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
       admin?.close();
       admin?.closeAllConnections();
       await closeRuntime(current);
+      // After the drain: every answered request is in the queue; close() commits it and signs the end.
+      await audit?.close();
       logger.info({ in_flight_abandoned: inFlight }, 'portcullis stopped');
       logger.flush?.();
     },

@@ -32,18 +32,19 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
   await app.start();
   let stopping = false;
   const workers = new Set<Worker>();
-  const fork = (): void => {
-    const worker = cluster.fork();
+  const fork = (index: number): void => {
+    // The index survives restarts, so a replacement worker finds (and replays) its predecessor's spool.
+    const worker = cluster.fork({ PORTCULLIS_WORKER_INDEX: String(index) });
     workers.add(worker);
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
       if (stopping) return;
       app.logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting a replacement');
       // A worker that dies at once (bad environment) must not become a fork loop.
-      setTimeout(fork, 1000).unref();
+      setTimeout(() => fork(index), 1000).unref();
     });
   };
-  for (let i = 0; i < options.workers; i++) fork();
+  for (let i = 1; i <= options.workers; i++) fork(i);
 
   const reloadAll = (trigger: string): void => {
     for (const w of workers) w.process.kill('SIGHUP');

@@ -97,6 +97,9 @@ export const ERRORS = {
   ERR_UPSTREAM_RESET: { status: 502, message: 'the upstream closed the connection' },
   ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream did not answer in time' },
 
+  // audit
+  ERR_AUDIT_UNAVAILABLE: { status: 503, message: 'the audit log cannot record this request, so it is not forwarded' },
+
   // lifecycle
   ERR_SHUTTING_DOWN: { status: 503, message: 'the proxy is shutting down' },
   ERR_INTERNAL: { status: 500, message: 'internal error' },

@@ -22,6 +22,10 @@ export interface Metrics {
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
   readonly policyDecisions: Counter<'route' | 'rule' | 'decision'>;
+  readonly auditRecords: Counter<'outcome'>;
+  readonly auditCheckpoints: Counter<string>;
+  readonly auditStoreUp: Gauge<string>;
+  readonly auditBlocked: Gauge<string>;
   /** The admin listener reads issuer key state at scrape time through this hook. */
   setIssuerStatusSource(source: () => readonly IssuerKeyStatus[]): void;
 }
@@ -123,6 +127,19 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'portcullis_policy_decisions_total',
       help: 'Policy decisions by route, deciding rule id (empty for default deny) and decision',
       labelNames: ['route', 'rule', 'decision'],
+      registers,
+    }),
+    auditRecords: new Counter({
+      name: 'portcullis_audit_records_total',
+      help: 'Audit records by outcome: stored, spooled (store down), lost (fail-open only, each with a signed loss record)',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    auditCheckpoints: new Counter({ name: 'portcullis_audit_checkpoints_total', help: 'Signed audit checkpoints written', registers }),
+    auditStoreUp: new Gauge({ name: 'portcullis_audit_store_up', help: '1 when the audit store accepts records', registers }),
+    auditBlocked: new Gauge({
+      name: 'portcullis_audit_blocked',
+      help: '1 while audit cannot keep records and requests are refused with 503 (fail-closed)',
       registers,
     }),
     setIssuerStatusSource(source) {

@@ -25,6 +25,9 @@ import type { TokenLocation, RouteConfig } from './config/types.ts';
 import type { Runtime } from './runtime.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import { serveAuditQuery } from './audit/api.ts';
+import { uuidv7 } from './audit/record.ts';
+import type { AuditSink } from './audit/sink.ts';
 
 export interface PipelineDeps {
   readonly logger: Logger;
@@ -32,6 +35,8 @@ export interface PipelineDeps {
   /** The runtime in force when the request arrived; a reload never changes it under a running request. */
   readonly runtime: () => Runtime;
   readonly shuttingDown: () => boolean;
+  /** The audit log, when configured: asked before forwarding, told after every decision. */
+  readonly audit: AuditSink | undefined;
 }
 
 /** One step of an explanation (`portcullis explain`, admin `POST /explain`). */
@@ -44,6 +49,8 @@ export interface TraceStep {
 /** What the stages decided about one request, and what the access log reports. */
 export interface Exchange {
   readonly requestId: string;
+  /** The audit record's event.id, also returned as X-Portcullis-Event-Id; '' when audit is off. */
+  eventId: string;
   readonly method: string;
   readonly startedAt: number;
   path: string;
@@ -178,12 +185,20 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   const ex = newExchange(req);
   try {
     if (deps.shuttingDown()) res.setHeader('connection', 'close');
+    if (deps.audit !== undefined) ex.eventId = uuidv7();
     const decision = await decide(req, rt, ex);
+    res.setHeader('x-request-id', ex.requestId);
+    if (ex.eventId !== '') res.setHeader('x-portcullis-event-id', ex.eventId);
+    if (decision.route.auditApi) {
+      ex.status = await serveAuditQuery(ex.method, decision.upstreamPath.split('?')[1] ?? '', res, deps.audit!);
+      return finish(ex, deps, req);
+    }
+    // Fail closed: a request the audit log cannot record is not forwarded (DESIGN.md §5).
+    if (deps.audit !== undefined && !deps.audit.admit()) throw new ProxyError('ERR_AUDIT_UNAVAILABLE', { retryAfter: 5 });
     const upstream = rt.upstreams.get(decision.route.upstream)!;
     const headers = forwardHeaders(req, rt, ex.requestId, decision, clientIpOf(req));
     const target = upstream.next();
     ex.upstream = upstream.id;
-    res.setHeader('x-request-id', ex.requestId);
     const outcome = await forwardRequest(req, res, target, {
       method: ex.method,
       path: decision.upstreamPath,
@@ -197,10 +212,10 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   } catch (error) {
     ex.error = toProxyError(error, deps.logger, ex.requestId);
     ex.status = ex.error.status;
-    if (!res.headersSent) sendError(res, ex.error, ex.requestId, rt.config.realm);
+    if (!res.headersSent) sendError(res, ex.error, ex, rt.config.realm);
     else res.destroy();
   }
-  finish(ex, deps);
+  finish(ex, deps, req);
 }
 
 /** Handles a WebSocket upgrade: the same stages, then a byte pipe. Never throws. */
@@ -210,8 +225,10 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   socket.on('error', () => socket.destroy());
   try {
     if (deps.shuttingDown()) throw new ProxyError('ERR_SHUTTING_DOWN', { retryAfter: 1 });
+    if (deps.audit !== undefined) ex.eventId = uuidv7();
     const decision = await decide(req, rt, ex);
-    if (!decision.route.websocket) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
+    if (!decision.route.websocket || decision.route.auditApi) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
+    if (deps.audit !== undefined && !deps.audit.admit()) throw new ProxyError('ERR_AUDIT_UNAVAILABLE', { retryAfter: 5 });
     const upstream = rt.upstreams.get(decision.route.upstream)!;
     const headers = forwardHeaders(req, rt, ex.requestId, decision, clientIpOf(req));
     ex.upstream = upstream.id;
@@ -222,15 +239,16 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   } catch (error) {
     ex.error = toProxyError(error, deps.logger, ex.requestId);
     ex.status = ex.error.status;
-    const { headers, body } = errorAnswer(ex.error, ex.requestId, rt.config.realm);
+    const { headers, body } = errorAnswer(ex.error, ex, rt.config.realm);
     writeRawResponse(socket, ex.status, headers, body);
   }
-  finish(ex, deps);
+  finish(ex, deps, req);
 }
 
 export function newExchange(req: IncomingMessage): Exchange {
   return {
     requestId: requestIdOf(req),
+    eventId: '',
     method: req.method ?? 'GET',
     startedAt: performance.now(),
     path: '',
@@ -256,13 +274,15 @@ function toProxyError(error: unknown, logger: Logger, requestId: string): ProxyE
 }
 
 /** The JSON body and headers of an error answer (RFC 6750 §3 challenge when relevant). */
-export function errorAnswer(error: ProxyError, requestId: string, realm: string): { headers: Record<string, string>; body: string } {
+export function errorAnswer(error: ProxyError, ex: { requestId: string; eventId: string }, realm: string): { headers: Record<string, string>; body: string } {
+  const requestId = ex.requestId;
   const spec = ERRORS[error.code] as { oauth?: string };
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'cache-control': 'no-store',
     'x-request-id': requestId,
   };
+  if (ex.eventId !== '') headers['x-portcullis-event-id'] = ex.eventId;
   const challenge = bearerChallenge(error, realm);
   if (challenge !== undefined) headers['www-authenticate'] = challenge;
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter);
@@ -275,8 +295,8 @@ export function errorAnswer(error: ProxyError, requestId: string, realm: string)
   return { headers, body };
 }
 
-function sendError(res: ServerResponse, error: ProxyError, requestId: string, realm: string): void {
-  const { headers, body } = errorAnswer(error, requestId, realm);
+function sendError(res: ServerResponse, error: ProxyError, ex: Exchange, realm: string): void {
+  const { headers, body } = errorAnswer(error, ex, realm);
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(error.status, headers);
   res.end(body);
@@ -302,8 +322,10 @@ export function clientIpOf(req: IncomingMessage): string {
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
 }
 
-/** The one place a request is logged and counted. Never logs the token, cookies or query string. */
-function finish(ex: Exchange, deps: PipelineDeps): void {
+/**
+ * The one place a request is logged, counted and audited. Never logs the token, cookies or query string.
+ */
+function finish(ex: Exchange, deps: PipelineDeps, req: IncomingMessage): void {
   const durationMs = performance.now() - ex.startedAt;
   const routeId = ex.route?.id ?? '';
   const { metrics } = deps;
@@ -347,7 +369,38 @@ function finish(ex: Exchange, deps: PipelineDeps): void {
       upstream: ex.upstream,
       upstream_ms: ex.upstreamMs === undefined ? undefined : Math.round(ex.upstreamMs * 1000) / 1000,
       aborted: ex.aborted || undefined,
+      event_id: ex.eventId || undefined,
     },
     'request',
   );
+  if (deps.audit !== undefined) {
+    const claims = token?.claims;
+    deps.audit.record({
+      eventId: ex.eventId || uuidv7(),
+      requestId: ex.requestId,
+      allowed: ex.error === undefined,
+      reason: code,
+      ruleId: ex.ruleId,
+      method: ex.method,
+      path: ex.path,
+      routeId: ex.route?.id,
+      status: ex.status,
+      durationMs,
+      clientIp: deps.audit.clientIp(req, clientIpOf(req)),
+      userAgent: req.headers['user-agent'],
+      upstream: ex.upstream,
+      traceId: traceIdOf(req),
+      claims,
+      roles: token === undefined ? undefined : [...identityOf(token.claims, token.issuer.config.identity).roles],
+      jwt: token?.header,
+      loki: ex.loki,
+    });
+  }
+}
+
+/** W3C Trace Context (traceparent: version-traceid-parentid-flags): the trace id, when well formed. */
+function traceIdOf(req: IncomingMessage): string | undefined {
+  const tp = req.headers.traceparent;
+  const m = typeof tp === 'string' ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(tp) : null;
+  return m?.[1];
 }

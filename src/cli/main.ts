@@ -4,6 +4,7 @@
  * Exit codes: 0 success, 1 failure at run time, 2 invalid input (config, arguments).
  */
 import { Command, CommanderError } from 'commander';
+import { registerAudit } from './audit.ts';
 import { registerCheck } from './check.ts';
 import { registerExplain } from './explain.ts';
 import { registerKeys } from './keys.ts';
@@ -23,6 +24,7 @@ registerExplain(program);
 registerKeys(program);
 registerToken(program);
 registerQuickstart(program);
+registerAudit(program);
 
 try {
   await program.parseAsync(process.argv);

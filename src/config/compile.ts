@@ -3,7 +3,9 @@
  * between sections, key files that must be readable, algorithm lists that must match the keys. Every
  * problem is collected with its position; a config that compiles cannot fail at request time.
  */
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseAuditStoreUrl } from '../audit/open-store.ts';
 import { loadStaticKeys } from '../auth/static-keys.ts';
 import { parseClaimPath } from '../policy/claim-path.ts';
 import { compileCel } from '../policy/cel.ts';
@@ -11,7 +13,9 @@ import { ConfigError, loadConfigFile, sortProblems } from './load.ts';
 import type { ConfigProblem, LoadedConfig } from './load.ts';
 import type { RawConfig, RawIssuer, RawRequirement, RawRoute } from './schema.ts';
 import type {
+  AuditConfig,
   ClaimHeader,
+  SecretSource,
   CompiledConfig,
   EnvironmentSource,
   HeaderTemplate,
@@ -85,9 +89,12 @@ export async function compileConfig(loaded: LoadedConfig, env: NodeJS.ProcessEnv
     routes.push(compileRoute(rawRoute, raw, report));
   });
 
+  const audit = raw.audit === undefined ? undefined : compileAudit(raw.audit, filePath, (path, message) => problems.push(locator.problem(['audit', ...path], message)));
+
   if (problems.length > 0) throw new ConfigError(sortProblems(problems));
 
   return deepFreeze({
+    audit,
     source: locator.file,
     listen: raw.listen,
     admin: raw.admin === false ? undefined : raw.admin,
@@ -205,7 +212,15 @@ async function compileIssuer(
 }
 
 function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string | number)[], message: string) => void): RouteConfig {
-  if (!Object.hasOwn(config.upstreams, raw.upstream)) {
+  if (raw.audit_api) {
+    if (config.audit === undefined) report(['audit_api'], 'audit_api needs an audit section');
+    if (raw.upstream !== undefined) report(['upstream'], 'an audit_api route answers itself; remove upstream');
+    if (raw.rules === undefined && raw.require === undefined && raw.allow === undefined) {
+      report(['audit_api'], 'an audit_api route needs rules (e.g. require: { roles: [auditor] }): the audit log is not for every token');
+    }
+  } else if (raw.upstream === undefined) {
+    report([], 'a route needs an upstream');
+  } else if (!Object.hasOwn(config.upstreams, raw.upstream)) {
     report(['upstream'], `unknown upstream "${raw.upstream}"${known(Object.keys(config.upstreams))}`);
   }
   raw.auth.issuers.forEach((issuerId, i) => {
@@ -302,14 +317,14 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     };
   }
 
-  const upstreamTimeout = config.upstreams[raw.upstream]?.timeout ?? 30_000;
+  const upstreamTimeout = (raw.upstream !== undefined ? config.upstreams[raw.upstream]?.timeout : undefined) ?? 30_000;
   return {
     id: raw.id,
     host: raw.match.host?.toLowerCase().replace(/:\d+$/, ''),
     path: { kind: raw.match.path !== undefined ? 'exact' : 'prefix', value: pathValue },
     methods: [...new Set(raw.match.methods.map((m) => m.toUpperCase()))],
     auth: { mode: raw.auth.mode, issuers: raw.auth.issuers, from },
-    upstream: raw.upstream,
+    upstream: raw.upstream ?? '',
     rewritePrefix: raw.rewrite_prefix,
     stripAuthorization: raw.strip_authorization,
     claimHeaders,
@@ -317,6 +332,7 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     rules,
     environment: raw.auth.mode === 'off' ? undefined : environment,
     loki,
+    auditApi: raw.audit_api,
     timeoutMs: raw.timeout ?? upstreamTimeout,
     websocket: raw.websocket,
   };
@@ -385,6 +401,41 @@ export function parseTemplate(template: string): HeaderTemplate['parts'] {
   // eslint-disable-next-line no-control-regex
   if (parts.some((p) => 'text' in p && /[\u0000-\u001f\u007f]/.test(p.text))) throw new Error('control characters in a header template');
   return parts;
+}
+
+function compileAudit(raw: NonNullable<RawConfig['audit']>, filePath: (p: string) => string, report: (path: (string | number)[], message: string) => void): AuditConfig {
+  try {
+    parseAuditStoreUrl(raw.store);
+  } catch (error) {
+    report(['store'], (error as Error).message);
+  }
+  const secret = (s: { file: string } | { env: string }): SecretSource => ('file' in s ? { file: filePath(s.file) } : s);
+  for (const [i, hop] of raw.trusted_hops.entries()) {
+    if (isIP(hop.split('/')[0]!) === 0) report(['trusted_hops', i], `"${hop}" is not an IP address or CIDR range`);
+  }
+  const store = raw.store.startsWith('sqlite:') && !raw.store.startsWith('sqlite::memory:') && !raw.store.startsWith('sqlite:///')
+    ? `sqlite:${filePath(raw.store.slice('sqlite:'.length))}`
+    : raw.store;
+  return {
+    store,
+    mode: raw.mode,
+    signingKey: secret(raw.signing_key),
+    keyId: raw.key_id,
+    redaction: raw.redaction === undefined ? undefined : {
+      key: secret(raw.redaction.key),
+      keyId: raw.redaction.key_id,
+      fields: raw.redaction.fields,
+      logqlLabels: raw.redaction.logql_labels,
+      emails: raw.redaction.emails,
+    },
+    checkpointEvery: raw.checkpoint.every,
+    checkpointIntervalMs: raw.checkpoint.interval,
+    queueMax: raw.queue_max,
+    spool: raw.spool === undefined ? undefined : { dir: filePath(raw.spool.dir), maxBytes: raw.spool.max_bytes },
+    anchorFile: raw.anchor_file === undefined ? undefined : filePath(raw.anchor_file),
+    trustedHops: raw.trusted_hops,
+    retention: raw.retention === undefined ? undefined : { olderThanMs: raw.retention.older_than, everyMs: raw.retention.every, trustedKeysFile: filePath(raw.retention.trusted_keys) },
+  };
 }
 
 function known(names: string[]): string {

@@ -147,7 +147,9 @@ const route = z.strictObject({
       from: z.array(tokenLocation).min(1).optional(),
     })
     .prefault({}),
-  upstream: z.string().min(1),
+  upstream: z.string().min(1).optional(),
+  /** Serve the audit query API here instead of forwarding (needs `audit`). */
+  audit_api: z.boolean().default(false),
   rewrite_prefix: z.string().optional(),
   strip_authorization: z.boolean().default(true),
   claims_to_headers: z.record(headerName, z.string().min(1)).default({}),
@@ -166,6 +168,30 @@ const route = z.strictObject({
   }).optional(),
   timeout: duration.optional(),
   websocket: z.boolean().default(true),
+});
+
+const secretSource = z.union([z.strictObject({ file: z.string().min(1) }), z.strictObject({ env: z.string().min(1) })], {
+  error: 'expected { file: path } or { env: NAME }',
+});
+
+const audit = z.strictObject({
+  store: z.string().min(1),
+  mode: z.enum(['fail-closed', 'fail-open']).default('fail-closed'),
+  signing_key: secretSource,
+  key_id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
+  redaction: z.strictObject({
+    key: secretSource,
+    key_id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+    fields: z.array(z.string().min(1)).default([]),
+    logql_labels: z.array(z.string().min(1)).default([]),
+    emails: z.boolean().default(true),
+  }).optional(),
+  checkpoint: z.strictObject({ every: z.number().int().min(1).max(1_000_000).default(1000), interval: duration.prefault('10s') }).prefault({}),
+  queue_max: z.number().int().min(1).max(10_000_000).default(10_000),
+  spool: z.strictObject({ dir: z.string().min(1), max_bytes: z.number().int().min(4096).default(64 * 1024 * 1024) }).optional(),
+  anchor_file: z.string().min(1).optional(),
+  trusted_hops: z.array(z.string().min(1)).default([]),
+  retention: z.strictObject({ older_than: duration, every: duration.prefault('24h'), trusted_keys: z.string().min(1) }).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -188,6 +214,7 @@ export const configSchema = z.strictObject({
   issuers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'an issuer id is letters, digits and _.-'), issuer).default({}),
   upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'an upstream id is letters, digits and _.-'), upstream),
   routes: z.array(route).min(1, 'at least one route is required'),
+  audit: audit.optional(),
   dev_issuer: z.strictObject({ jwks_file: z.string().min(1), path: z.string().startsWith('/').default('/.well-known/jwks.json') }).optional(),
 });
 

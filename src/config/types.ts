@@ -135,6 +135,8 @@ export interface RouteConfig {
   /** The environment this route serves; a token of another environment is refused. */
   readonly environment: string | undefined;
   readonly loki: LokiRouteConfig | undefined;
+  /** This route serves the audit query API (no upstream): reads are themselves audited. */
+  readonly auditApi: boolean;
   readonly timeoutMs: number;
   readonly websocket: boolean;
 }
@@ -160,6 +162,34 @@ export interface LimitsConfig {
   readonly tokenCacheEntries: number;
 }
 
+export type SecretSource = { readonly file: string } | { readonly env: string };
+
+export interface AuditConfig {
+  /** `sqlite:path` or `postgres://...` */
+  readonly store: string;
+  readonly mode: 'fail-closed' | 'fail-open';
+  readonly signingKey: SecretSource;
+  readonly keyId: string | undefined;
+  readonly redaction: {
+    readonly key: SecretSource;
+    readonly keyId: string;
+    /** Audit fields replaced by keyed HMACs, e.g. user.id, user.email, client.ip. */
+    readonly fields: readonly string[];
+    /** LogQL label names whose values are replaced in the recorded queries. */
+    readonly logqlLabels: readonly string[];
+    readonly emails: boolean;
+  } | undefined;
+  readonly checkpointEvery: number;
+  readonly checkpointIntervalMs: number;
+  readonly queueMax: number;
+  readonly spool: { readonly dir: string; readonly maxBytes: number } | undefined;
+  /** Checkpoints are also appended here (an external anchor). */
+  readonly anchorFile: string | undefined;
+  /** Peers whose X-Forwarded-For is believed for client.ip (addresses or CIDR ranges). */
+  readonly trustedHops: readonly string[];
+  readonly retention: { readonly olderThanMs: number; readonly everyMs: number; readonly trustedKeysFile: string } | undefined;
+}
+
 export interface CompiledConfig {
   readonly source: string;
   readonly listen: { readonly host: string; readonly port: number };
@@ -173,4 +203,5 @@ export interface CompiledConfig {
   readonly log: { readonly level: string };
   /** Key folders the admin listener serves as `/.well-known/...` JWKS (the quickstart's dev issuer). */
   readonly devIssuer: { readonly jwksFile: string; readonly path: string } | undefined;
+  readonly audit: AuditConfig | undefined;
 }

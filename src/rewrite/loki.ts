@@ -45,7 +45,7 @@ export interface LokiRewrite {
   /** Headers the proxy sets (X-Scope-OrgID). */
   readonly headers: Record<string, string>;
   /** For the access log and audit: never for metrics labels. */
-  readonly log: { readonly endpoint: string; readonly original?: string; readonly enforced?: string; readonly tenant?: string };
+  readonly log: { readonly endpoint: string; readonly original?: string; readonly enforced?: string; readonly tenant?: string; readonly start?: string; readonly end?: string };
 }
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -112,7 +112,8 @@ export async function rewriteLokiRequest(
   }
 
   const canonical = new URLSearchParams(out).toString();
-  const log = { endpoint: endpointPath, original, enforced, tenant };
+  const range = new Map(out);
+  const log = { endpoint: endpointPath, original, enforced, tenant, start: range.get('start'), end: range.get('end') };
   if (method === 'POST') return { path: endpointPath, body: Buffer.from(canonical), headers, log };
   return { path: `${endpointPath}?${canonical}`, body: undefined, headers, log };
 }

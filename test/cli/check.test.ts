@@ -69,7 +69,7 @@ test('check: a missing file exits 2 with the reason', async () => {
 });
 
 test('--help works on every command', async () => {
-  for (const args of [[], ['serve'], ['check'], ['keys'], ['keys', 'generate'], ['token'], ['token', 'mint'], ['quickstart']]) {
+  for (const args of [[], ['serve'], ['check'], ['keys'], ['keys', 'generate'], ['token'], ['token', 'mint'], ['quickstart'], ['explain'], ['audit'], ['audit', 'verify'], ['audit', 'query'], ['audit', 'prune'], ['audit', 'export'], ['audit', 'hash'], ['audit', 'keys']]) {
     const r = await runCli([...args, '--help']);
     assert.equal(r.code, 0, `${args.join(' ')} --help: ${r.stderr}`);
     assert.match(r.stdout, /Usage: portcullis/);

@@ -21,6 +21,8 @@ export interface RunningProxy {
   readonly logs: Record<string, unknown>[];
   /** The raw log text, for leak checks. */
   logText(): string;
+  /** Resolves when a log line matching `predicate` has been written (already or later). */
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -32,12 +34,23 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
   const env = { ...process.env, ...options.env };
   const config = await compileConfigFile(file, env);
   const logs: Record<string, unknown>[] = [];
+  const waiters: { predicate: (line: Record<string, unknown>) => boolean; resolve: (line: Record<string, unknown>) => void }[] = [];
   let text = '';
   const sink = new Writable({
     write(chunk: Buffer, _encoding, callback) {
       const s = chunk.toString();
       text += s;
-      for (const line of s.split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of s.split('\n')) {
+        if (!line.trim()) continue;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        logs.push(parsed);
+        for (const w of [...waiters]) {
+          if (w.predicate(parsed)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(parsed);
+          }
+        }
+      }
       callback();
     },
   });
@@ -50,6 +63,11 @@ export async function startProxy(yaml: string, options: { env?: NodeJS.ProcessEn
     dir,
     logs,
     logText: () => text,
+    waitForLog(predicate) {
+      const found = logs.find(predicate);
+      if (found !== undefined) return Promise.resolve(found);
+      return new Promise((resolve) => waiters.push({ predicate, resolve }));
+    },
     async close() {
       await app.stop();
       rmSync(dir, { recursive: true, force: true });
