@@ -19,6 +19,7 @@ function route(id: string, path: string, kind: 'exact' | 'prefix', extra: Partia
     rules: undefined,
     environment: undefined,
     loki: undefined,
+    auditApi: false,
     timeoutMs: 1000,
     websocket: true,
     ...extra,
