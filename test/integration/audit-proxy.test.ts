@@ -190,3 +190,47 @@ test('fail-closed: PostgreSQL down and spool full -> 503 and the upstream sees n
   await pg.drop();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('two proxies on one PostgreSQL under load: every answered request has exactly one record; verify passes', async (t) => {
+  const pg = await createTestSchema(t);
+  if (pg === undefined) return;
+  const dir = mkdtempSync(join(tmpdir(), 'pc-audit-two-'));
+  const signer = await createTestSigner('ES256');
+  const upstream = await startRecordingUpstream();
+  const keys = auditKeys(dir);
+  const options = { files: { 'jwks.json': JSON.stringify(signer.jwks) }, env: { AUDIT_HMAC_KEY: 'k'.repeat(40) } };
+  const one = await startProxy(config(upstream.origin, pg.url, keys.signing), options);
+  const two = await startProxy(config(upstream.origin, pg.url, keys.signing), options);
+  const token = await signer.sign({ iss: ISS, sub: 'load', roles: ['reader'], exp: Math.floor(Date.now() / 1000) + 600 });
+  const eventIds = new Set<string>();
+  try {
+    // 8 concurrent clients, 300 requests, spread over both proxies; a quarter are denied.
+    let next = 0;
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < 300) {
+        const i = next++;
+        const base = i % 2 === 0 ? one.url : two.url;
+        const res = await fetch(`${base}/guarded/${i}`, { headers: i % 4 === 3 ? {} : { authorization: `Bearer ${token}` } });
+        await res.arrayBuffer();
+        assert.equal(res.status, i % 4 === 3 ? 401 : 200);
+        eventIds.add(res.headers.get('x-portcullis-event-id')!);
+      }
+    }));
+  } finally {
+    await one.close();
+    await two.close();
+    await upstream.close();
+  }
+  assert.equal(eventIds.size, 300);
+  const { rows } = await pg.client.query<{ event_id: string; n: string }>(
+    "SELECT record::jsonb->>'event.id' AS event_id, count(*) AS n FROM audit_records WHERE record::jsonb->>'http.route' = 'guarded' GROUP BY 1",
+  );
+  assert.equal(rows.length, 300, 'one record per answered request');
+  assert.ok(rows.every((r) => r.n === '1' && eventIds.has(r.event_id)), 'no duplicate, no stray record');
+  const chains = await pg.client.query('SELECT count(*) AS n FROM audit_chains');
+  assert.equal(chains.rows[0].n, '2', 'each instance writes its own chain');
+  const verify = await runCli(['audit', 'verify', '--store', pg.url, '--trusted-keys', keys.trusted]);
+  assert.equal(verify.code, 0, verify.stdout + verify.stderr);
+  await pg.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
