@@ -57,7 +57,17 @@ export interface AlgorithmBoundKey {
  */
 export function keyFitsAlgorithm(candidate: AlgorithmBoundKey, alg: string): boolean {
   if (candidate.alg !== undefined && candidate.alg !== alg) return false;
-  const key = candidate.key;
+  // KeyObjects are immutable and their type getters cross into C++: decide once per (key, alg).
+  let byAlg = FITS.get(candidate.key);
+  if (byAlg === undefined) FITS.set(candidate.key, (byAlg = new Map()));
+  let fits = byAlg.get(alg);
+  if (fits === undefined) byAlg.set(alg, (fits = keyFitsAlgorithmUncached(candidate.key, alg)));
+  return fits;
+}
+
+const FITS = new WeakMap<KeyObject, Map<string, boolean>>();
+
+function keyFitsAlgorithmUncached(key: KeyObject, alg: string): boolean {
   const hmacMin = HMAC_MIN_BYTES[alg];
   if (hmacMin !== undefined) {
     return key.type === 'secret' && (key.symmetricKeySize ?? 0) >= hmacMin;
