@@ -43,6 +43,8 @@ const RESERVED_HEADERS = new Set([
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'forwarded',
 ]);
 
+const HEADER_TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+
 export const DEFAULT_TOKEN_LOCATION: TokenLocation = Object.freeze({ kind: 'header', name: 'authorization', prefix: 'Bearer ' });
 
 /** Loads, validates and compiles a config file. Throws ConfigError listing every problem. */
@@ -258,15 +260,25 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
     });
 
   const headerTemplates: HeaderTemplate[] = [];
-  for (const [header, template] of Object.entries(raw.set_headers)) {
-    if (RESERVED_HEADERS.has(header) || raw.claims_to_headers[header] !== undefined) {
-      report(['set_headers', header], `header "${header}" is owned by the proxy or set twice`);
-      continue;
-    }
+  for (const [rawName, template] of Object.entries(raw.set_headers)) {
+    const name = rawName.toLowerCase();
     try {
-      headerTemplates.push({ header, parts: parseTemplate(template) });
+      const value = parseTemplate(template);
+      const brace = name.indexOf('{{');
+      if (brace < 0) {
+        if (!HEADER_TOKEN.test(name)) throw new Error(`"${rawName}" is not an HTTP header name (RFC 9110 token)`);
+        if (RESERVED_HEADERS.has(name) || raw.claims_to_headers[name] !== undefined) throw new Error(`header "${name}" is owned by the proxy or set twice`);
+        headerTemplates.push({ header: name, nameParts: undefined, parts: value });
+        continue;
+      }
+      // A templated name needs a fixed prefix ending in "-": every client header with that prefix is
+      // stripped, so a caller can never pre-set a name the template might render.
+      const prefix = name.slice(0, brace);
+      if (!/^[a-z0-9][a-z0-9-]{1,}-$/.test(prefix)) throw new Error(`a templated header name needs a fixed prefix ending in "-" (e.g. x-claim-{{claims.team}}), got "${rawName}"`);
+      if ([...RESERVED_HEADERS].some((r) => r.startsWith(prefix))) throw new Error(`prefix "${prefix}" would cover a header the proxy owns`);
+      headerTemplates.push({ header: prefix, nameParts: parseTemplate(name.slice(prefix.length)), parts: value });
     } catch (error) {
-      report(['set_headers', header], (error as Error).message);
+      report(['set_headers', rawName], (error as Error).message);
     }
   }
 

@@ -153,7 +153,8 @@ const route = z.strictObject({
   rewrite_prefix: z.string().optional(),
   strip_authorization: z.boolean().default(true),
   claims_to_headers: z.record(headerName, z.string().min(1)).default({}),
-  set_headers: z.record(headerName, z.string()).default({}),
+  /** Header name (optionally templated after a fixed `prefix-`) -> value template. */
+  set_headers: z.record(z.string().min(1), z.string()).default({}),
   environment: z.string().min(1).optional(),
   require: requirement.optional(),
   allow: z.string().min(1).optional(),

@@ -94,7 +94,10 @@ export interface PolicyRule {
 
 /** A header the proxy sets from a template such as `{{claims.sub}}@{{request.params.env}}`. */
 export interface HeaderTemplate {
+  /** The lower-case header name; for a templated name, its fixed prefix (ending in `-`). */
   readonly header: string;
+  /** A templated name (`x-env-{{request.params.env}}`): rendered per request, always under `header`. */
+  readonly nameParts: HeaderTemplate['parts'] | undefined;
   readonly parts: readonly ({ readonly text: string } | { readonly claim: readonly string[] } | { readonly param: string })[];
 }
 

@@ -15,6 +15,8 @@ export type HeaderMap = Record<string, string | string[]>;
 /** Compiled once per route: names dropped from every request on it. */
 export interface HeaderPolicy {
   readonly drop: ReadonlySet<string>;
+  /** Prefixes of templated header names: every client header starting with one is dropped. */
+  readonly dropPrefixes: readonly string[];
   readonly route: RouteConfig;
   readonly trustForwarded: boolean;
 }
@@ -27,17 +29,18 @@ export const MAX_CLAIM_HEADER_BYTES = 4096;
  * Every header name any route sets from claims or templates. These are stripped from client requests on
  * every route: an upstream shared by several routes may trust a header that only one of them sets.
  */
-export function ownedHeaderNames(routes: readonly RouteConfig[]): Set<string> {
+export function ownedHeaderNames(routes: readonly RouteConfig[]): { names: Set<string>; prefixes: string[] } {
   const names = new Set<string>();
+  const prefixes = new Set<string>();
   for (const route of routes) {
     for (const h of route.claimHeaders) names.add(h.header);
-    for (const h of route.headerTemplates) names.add(h.header);
+    for (const h of route.headerTemplates) (h.nameParts === undefined ? names : prefixes).add(h.header);
   }
-  return names;
+  return { names, prefixes: [...prefixes] };
 }
 
-export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean, owned: ReadonlySet<string>): HeaderPolicy {
-  const drop = new Set<string>(['x-request-id', ...owned]);
+export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean, owned: { names: ReadonlySet<string>; prefixes: readonly string[] }): HeaderPolicy {
+  const drop = new Set<string>(['x-request-id', ...owned.names]);
   // Loki: the proxy owns the tenant header; X-Prom-Label-Policy would let a client ask a label proxy
   // further down for another policy.
   if (route.loki !== undefined) {
@@ -49,7 +52,7 @@ export function createHeaderPolicy(route: RouteConfig, trustForwarded: boolean, 
     for (const loc of route.auth.from) if (loc.kind === 'header') drop.add(loc.name);
     drop.add('authorization');
   }
-  return { drop, route, trustForwarded };
+  return { drop, dropPrefixes: owned.prefixes, route, trustForwarded };
 }
 
 export interface HeaderContext {
@@ -76,6 +79,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy,
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
     if (isHopByHop(name) || policy.drop.has(name) || (named.size > 0 && named.has(name))) continue;
+    if (policy.dropPrefixes.length > 0 && policy.dropPrefixes.some((p) => name.startsWith(p))) continue;
     const prev = out[name];
     if (prev === undefined) out[name] = value;
     else if (Array.isArray(prev)) prev.push(value);
@@ -106,17 +110,26 @@ export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy,
       if (value !== undefined) out[header] = value;
     }
     for (const template of policy.route.headerTemplates) {
-      const value = renderTemplate(template, ctx.claims, ctx.params);
-      if (value !== undefined) out[template.header] = value;
+      const value = renderTemplate(template.parts, ctx.claims, ctx.params);
+      if (value === undefined) continue;
+      let name = template.header;
+      if (template.nameParts !== undefined) {
+        const suffix = renderTemplate(template.nameParts, ctx.claims, ctx.params)?.toLowerCase();
+        // A rendered name must still be one header token; anything else (a claim with spaces, a list
+        // that renders a comma) is skipped rather than forwarded under a mangled name.
+        if (suffix === undefined || suffix === '' || !/^[!#$%&'*+.^_`|~0-9a-z-]{1,200}$/.test(suffix)) continue;
+        name += suffix;
+      }
+      out[name] = value;
     }
   }
   return out;
 }
 
 /** A template renders only when every placeholder has a value: a half-filled identity header misleads. */
-function renderTemplate(template: HeaderTemplate, claims: Record<string, unknown>, params: Readonly<Record<string, string>>): string | undefined {
+function renderTemplate(parts: HeaderTemplate['parts'], claims: Record<string, unknown>, params: Readonly<Record<string, string>>): string | undefined {
   let text = '';
-  for (const part of template.parts) {
+  for (const part of parts) {
     if ('text' in part) text += part.text;
     else {
       const value = 'claim' in part ? getClaim(claims, part.claim) : params[part.param];

@@ -55,6 +55,7 @@ routes:
     environment: staging
     upstream: up
     claims_to_headers: { x-user: sub, x-roles: realm_access.roles }
+    set_headers: { "x-team-{{claims.team}}": "member", "x-env-of-{{request.params.missing}}": "never" }
 `;
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -144,6 +145,23 @@ test('client-sent identity headers never reach the upstream', async () => {
   await get('/staging/x', await token({ env: 'staging', sub: 'eve\r\nx-admin: 1' }));
   assert.equal(upstream.requests[0]!.headers['x-user'], undefined);
   assert.equal(upstream.requests[0]!.headers['x-admin'], undefined);
+});
+
+test('templated header names render under a fixed prefix; client headers under that prefix never pass', async () => {
+  await get('/staging/x', await token({ env: 'staging', team: 'Payments' }), { 'x-team-admins': 'member', 'x-team-payments': 'forged' });
+  const seen = upstream.requests[0]!.headers;
+  assert.equal(seen['x-team-payments'], 'member', 'rendered from the claim, lower-cased');
+  assert.equal(seen['x-team-admins'], undefined, 'a client header under the prefix is stripped');
+  upstream.reset();
+  await get('/staging/x', await token({ env: 'staging', team: 'has space' }));
+  assert.deepEqual(Object.keys(upstream.requests[0]!.headers).filter((h) => h.startsWith('x-team-')), [], 'a name that does not render to one token is skipped');
+  for (const bad of ['"{{claims.team}}": x', '"x{{claims.team}}": x', '"host": x', '"x-forwarded-{{claims.team}}": x']) {
+    const file = join(proxy.dir, 'bad-header.yaml');
+    writeFileSync(file, CONFIG(upstream.origin).replace('set_headers: { x-env:', `set_headers: { ${bad}, x-env:`));
+    const r = await runCli(['check', '-c', file]);
+    assert.equal(r.code, 2, `${bad} must be refused`);
+    assert.match(r.stderr, /bad-header\.yaml:\d+:\d+: /);
+  }
 });
 
 test('admin POST /explain shows route, verification, rules and decision; the token is not logged', async () => {
