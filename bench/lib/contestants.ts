@@ -3,8 +3,10 @@
  * cannot. Every contestant listens on 127.0.0.1 and forwards to the shared nginx.
  */
 import type { ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { generateAuditKey } from '../../src/audit/keys.ts';
 import { freePort, repin, runSync, spawnTracked, stopTracked, waitForPort } from './procs.ts';
 import type { Scenario } from './scenarios.ts';
 import { CLAIM_HEADERS, writeHaproxyConfig } from './servers.ts';
@@ -108,8 +110,9 @@ function nodeContestant(id: string, label: string, file: string, auth: boolean):
 }
 
 /** The Portcullis config for a scenario: static JWKS issuer, one catch-all route to nginx, admin off. */
-export function writePortcullisConfig(ctx: BenchContext, scenario: Scenario, port: number): string {
+export function writePortcullisConfig(ctx: BenchContext, scenario: Scenario, port: number, audit?: AuditStoreKind): string {
   const file = join(ctx.dir, `portcullis-${scenario.id}-${port}.yaml`);
+  const auditSection = audit === undefined ? '' : auditConfig(ctx, audit);
   const claims = scenario.claims
     ? `    claims_to_headers:\n${CLAIM_HEADERS.map(([h, p]) => `      ${h}: ${p}`).join('\n')}\n`
     : '';
@@ -125,7 +128,7 @@ issuers:
     keys:
       - { jwks_file: ${ctx.keys.jwksFile} }
     audiences: [${AUDIENCE}]
-upstreams:
+${auditSection}upstreams:
   nginx:
     targets: ["http://127.0.0.1:${ctx.nginxPort}"]
 routes:
@@ -135,6 +138,54 @@ routes:
 ${claims}`,
   );
   return file;
+}
+
+type AuditStoreKind = 'sqlite' | 'postgres';
+
+/** PostgreSQL for the audited rows: the machine's local server (trust auth, database test), or this URL. */
+const BENCH_PG_URL = process.env.PORTCULLIS_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/**
+ * An audit section for the audited rows: a fresh store per run (SQLite file in the temp dir, or a fresh
+ * PostgreSQL schema) and an Ed25519 signing key generated at run time.
+ */
+function auditConfig(ctx: BenchContext, kind: AuditStoreKind): string {
+  const keyFile = join(ctx.dir, 'audit-signing.pem');
+  if (!existsSync(keyFile)) writeFileSync(keyFile, generateAuditKey('bench').privateKeyPem, { mode: 0o600 });
+  const id = randomBytes(4).toString('hex');
+  const store = kind === 'sqlite' ? `sqlite:${join(ctx.dir, `audit-${id}.db`)}` : `${BENCH_PG_URL}?schema=pc_bench_${id}`;
+  return `audit:\n  store: "${store}"\n  signing_key: { file: ${keyFile} }\n  key_id: bench\n`;
+}
+
+/**
+ * Portcullis with the audit log on (issue 5): one record per request, hash-chained, checkpoints signed.
+ * Measured in the same-token scenario, next to the Portcullis row without audit: the difference in p50/p99
+ * is the added latency of auditing.
+ */
+function portcullisAudited(kind: AuditStoreKind): Contestant {
+  return {
+    id: `portcullis-audit-${kind}`,
+    label: `Portcullis + audit (${kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'})`,
+    baseline: false,
+    unsupported(scenario) {
+      return scenario.id === 'same' ? undefined : 'n/a (audit rows run in the same-token scenario)';
+    },
+    start(scenario, ctx) {
+      return startProcess(
+        ctx,
+        `portcullis-audit-${kind}-${scenario.id}`,
+        process.execPath,
+        (port) => [
+          join(ctx.repo, 'src', 'cli', 'main.ts'),
+          'serve',
+          '-c',
+          writePortcullisConfig(ctx, scenario, port, kind),
+          ...(ctx.noWatchFlag ? ['--no-watch'] : []),
+        ],
+        ctx.cores.one,
+      );
+    },
+  };
 }
 
 function portcullis(workers: number): Contestant {
@@ -223,6 +274,8 @@ export const CONTESTANTS: readonly Contestant[] = [
   nodeContestant('lean-verify', 'lean crypto.verify, no cache', 'lean-verify.ts', true),
   portcullis(1),
   portcullis(2),
+  portcullisAudited('sqlite'),
+  portcullisAudited('postgres'),
   nodeContestant('fastify-jwt', 'fastify + @fastify/jwt', 'fastify-jwt.ts', true),
   nodeContestant('express-jwt', 'express + express-jwt', 'express-jwt.ts', true),
   haproxy,
