@@ -164,34 +164,18 @@ function auditConfig(ctx: BenchContext, kind: AuditStoreKind): string {
  */
 function portcullisAudited(kind: AuditStoreKind): Contestant {
   return {
-    id: `portcullis-audit-${kind}`,
-    label: `Portcullis + audit (${kind === 'sqlite' ? 'SQLite' : 'PostgreSQL'})`,
-    baseline: false,
+    ...portcullis(1, kind),
     unsupported(scenario) {
       return scenario.id === 'same' ? undefined : 'n/a (audit rows run in the same-token scenario)';
-    },
-    start(scenario, ctx) {
-      return startProcess(
-        ctx,
-        `portcullis-audit-${kind}-${scenario.id}`,
-        process.execPath,
-        (port) => [
-          join(ctx.repo, 'src', 'cli', 'main.ts'),
-          'serve',
-          '-c',
-          writePortcullisConfig(ctx, scenario, port, kind),
-          ...(ctx.noWatchFlag ? ['--no-watch'] : []),
-        ],
-        ctx.cores.one,
-      );
     },
   };
 }
 
-function portcullis(workers: number): Contestant {
+function portcullis(workers: number, audit?: AuditStoreKind): Contestant {
+  const id = audit !== undefined ? `portcullis-audit-${audit}` : workers === 1 ? 'portcullis' : `portcullis-w${workers}`;
   return {
-    id: workers === 1 ? 'portcullis' : `portcullis-w${workers}`,
-    label: workers === 1 ? 'Portcullis (1 process)' : `Portcullis --workers ${workers}`,
+    id,
+    label: audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'})` : workers === 1 ? 'Portcullis (1 process)' : `Portcullis --workers ${workers}`,
     baseline: false,
     unsupported(_scenario, ctx) {
       if (workers > 1 && !ctx.workersFlag) return 'n/a (serve --workers not available)';
@@ -200,13 +184,13 @@ function portcullis(workers: number): Contestant {
     start(scenario, ctx) {
       return startProcess(
         ctx,
-        `portcullis-w${workers}-${scenario.id}`,
+        `${id}-${scenario.id}`,
         process.execPath,
         (port) => [
           join(ctx.repo, 'src', 'cli', 'main.ts'),
           'serve',
           '-c',
-          writePortcullisConfig(ctx, scenario, port),
+          writePortcullisConfig(ctx, scenario, port, audit),
           ...(ctx.noWatchFlag ? ['--no-watch'] : []),
           ...(workers > 1 ? ['--workers', String(workers)] : []),
         ],

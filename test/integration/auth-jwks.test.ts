@@ -20,17 +20,9 @@ import { verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { createTestSigner } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
-import { testIssuerConfig } from '../helpers/config.ts';
+import { TEST_JWKS_POLICY, testIssuerConfig } from '../helpers/config.ts';
 
-const POLICY: JwksPolicy = {
-  timeoutMs: 2_000,
-  minTtlMs: 60_000,
-  maxTtlMs: 600_000,
-  cooldownMs: 30_000,
-  staleMaxMs: 300_000,
-  retryAfterSeconds: 7,
-  maxBytes: 16_384,
-};
+const POLICY: JwksPolicy = TEST_JWKS_POLICY;
 const T0 = 1_800_000_000_000;
 
 // ---------------------------------------------------------------------------------------------- fixture

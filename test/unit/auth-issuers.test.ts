@@ -13,17 +13,9 @@ import { verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { createTestSigner } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
-import { testIssuerConfig } from '../helpers/config.ts';
+import { TEST_JWKS_POLICY, testIssuerConfig } from '../helpers/config.ts';
 
-const POLICY: JwksPolicy = {
-  timeoutMs: 1000,
-  minTtlMs: 60_000,
-  maxTtlMs: 600_000,
-  cooldownMs: 30_000,
-  staleMaxMs: 300_000,
-  retryAfterSeconds: 5,
-  maxBytes: 65_536,
-};
+const POLICY: JwksPolicy = { ...TEST_JWKS_POLICY, timeoutMs: 1000, retryAfterSeconds: 5, maxBytes: 65_536 };
 const NOW = 1_700_000_000;
 
 let dir: string;

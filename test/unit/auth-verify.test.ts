@@ -19,7 +19,7 @@ import { mapJoseError, verifyToken } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { base64url, createTestSigner, forgeToken } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
-import { testIssuerConfig } from '../helpers/config.ts';
+import { TEST_JWKS_POLICY, testIssuerConfig } from '../helpers/config.ts';
 
 const NOW = 1_700_000_000;
 const LEEWAY = 30;
@@ -30,15 +30,7 @@ const ISS_M = 'https://mixed.idp.test';
 const ISS_M2 = 'https://mixed2.idp.test';
 const HMAC_SECRET = 'k'.repeat(32);
 
-const POLICY: JwksPolicy = {
-  timeoutMs: 1000,
-  minTtlMs: 60_000,
-  maxTtlMs: 600_000,
-  cooldownMs: 30_000,
-  staleMaxMs: 300_000,
-  retryAfterSeconds: 5,
-  maxBytes: 65_536,
-};
+const POLICY: JwksPolicy = { ...TEST_JWKS_POLICY, timeoutMs: 1000, retryAfterSeconds: 5, maxBytes: 65_536 };
 
 let dir: string;
 let registry: IssuerRegistry;
