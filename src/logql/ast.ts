@@ -129,7 +129,8 @@ export type LabelFilter =
   | { type: 'duration' | 'bytes'; name: string; op: CompareOp; text: string }
   | { type: 'number'; name: string; op: CompareOp; value: NumberLiteral };
 
-export type ConversionOp = 'bytes' | 'duration' | 'duration_seconds';
+export const CONVERSION_OPS = ['bytes', 'duration', 'duration_seconds'] as const;
+export type ConversionOp = (typeof CONVERSION_OPS)[number];
 
 /** `| unwrap [conv(]label[)] | postFilter...` */
 export interface Unwrap {
@@ -158,36 +159,29 @@ export interface Grouping {
   labels: string[];
 }
 
-export type RangeOp =
-  | 'count_over_time'
-  | 'rate'
-  | 'rate_counter'
-  | 'bytes_over_time'
-  | 'bytes_rate'
-  | 'avg_over_time'
-  | 'sum_over_time'
-  | 'min_over_time'
-  | 'max_over_time'
-  | 'stdvar_over_time'
-  | 'stddev_over_time'
-  | 'quantile_over_time'
-  | 'first_over_time'
-  | 'last_over_time'
-  | 'absent_over_time';
+/** Range aggregations (Loki's `rangeOp` tokens): the one list the lexer, parser and types share. */
+export const RANGE_OPS = [
+  'count_over_time',
+  'rate',
+  'rate_counter',
+  'bytes_over_time',
+  'bytes_rate',
+  'avg_over_time',
+  'sum_over_time',
+  'min_over_time',
+  'max_over_time',
+  'stdvar_over_time',
+  'stddev_over_time',
+  'quantile_over_time',
+  'first_over_time',
+  'last_over_time',
+  'absent_over_time',
+] as const;
+export type RangeOp = (typeof RANGE_OPS)[number];
 
-export type VectorOp =
-  | 'sum'
-  | 'avg'
-  | 'count'
-  | 'max'
-  | 'min'
-  | 'stddev'
-  | 'stdvar'
-  | 'bottomk'
-  | 'topk'
-  | 'sort'
-  | 'sort_desc'
-  | 'approx_topk';
+/** Vector aggregations (Loki's `vectorOp` tokens). */
+export const VECTOR_OPS = ['sum', 'avg', 'count', 'max', 'min', 'stddev', 'stdvar', 'bottomk', 'topk', 'sort', 'sort_desc', 'approx_topk'] as const;
+export type VectorOp = (typeof VECTOR_OPS)[number];
 
 export interface RangeAggregation {
   type: 'range_agg';

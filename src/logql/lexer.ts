@@ -21,6 +21,7 @@
  * rejects), this lexer refuses early: refusing a query Loki would also refuse costs nothing, and a narrower
  * token set leaves less room for the two parsers to disagree.
  */
+import { CONVERSION_OPS, RANGE_OPS, VECTOR_OPS } from './ast.ts';
 import { parseError } from './errors.ts';
 
 export type TokenKind =
@@ -79,39 +80,12 @@ export const KEYWORDS: ReadonlySet<string> = new Set([
 ]);
 
 /** Words that are keywords only in function position (lex.go `functionTokens`). */
-export const FUNCTION_WORDS: ReadonlySet<string> = new Set([
-  'rate',
-  'rate_counter',
-  'count_over_time',
-  'bytes_rate',
-  'bytes_over_time',
-  'avg_over_time',
-  'sum_over_time',
-  'min_over_time',
-  'max_over_time',
-  'stdvar_over_time',
-  'stddev_over_time',
-  'quantile_over_time',
-  'first_over_time',
-  'last_over_time',
-  'absent_over_time',
+export const FUNCTION_WORDS: ReadonlySet<string> = new Set<string>([
+  ...RANGE_OPS,
+  ...VECTOR_OPS,
+  ...CONVERSION_OPS,
   'vector',
-  'sum',
-  'avg',
-  'max',
-  'min',
-  'count',
-  'stddev',
-  'stdvar',
-  'bottomk',
-  'topk',
-  'sort',
-  'sort_desc',
-  'approx_topk',
   'label_replace',
-  'bytes',
-  'duration',
-  'duration_seconds',
   'ip',
 ]);
 

@@ -37,6 +37,7 @@ import type {
   VectorMatching,
   VectorOp,
 } from './ast.ts';
+import { CONVERSION_OPS, RANGE_OPS, VECTOR_OPS } from './ast.ts';
 import { LogqlError, parseError, tooLarge } from './errors.ts';
 import { tokenize, type Token } from './lexer.ts';
 
@@ -59,38 +60,9 @@ export const DEFAULT_LIMITS: Readonly<Required<LogqlLimits>> = Object.freeze({
   maxSelectors: 256,
 });
 
-const RANGE_OPS: ReadonlySet<string> = new Set<RangeOp>([
-  'count_over_time',
-  'rate',
-  'rate_counter',
-  'bytes_over_time',
-  'bytes_rate',
-  'avg_over_time',
-  'sum_over_time',
-  'min_over_time',
-  'max_over_time',
-  'stdvar_over_time',
-  'stddev_over_time',
-  'quantile_over_time',
-  'first_over_time',
-  'last_over_time',
-  'absent_over_time',
-]);
+const RANGE_OP_SET: ReadonlySet<string> = new Set(RANGE_OPS);
 
-const VECTOR_OPS: ReadonlySet<string> = new Set<VectorOp>([
-  'sum',
-  'avg',
-  'count',
-  'max',
-  'min',
-  'stddev',
-  'stdvar',
-  'bottomk',
-  'topk',
-  'sort',
-  'sort_desc',
-  'approx_topk',
-]);
+const VECTOR_OP_SET: ReadonlySet<string> = new Set(VECTOR_OPS);
 
 // RangeAggregationExpr.validate in Loki's ast.go.
 const RANGE_GROUPING_OK: ReadonlySet<string> = new Set([
@@ -125,7 +97,7 @@ const RANGE_NO_UNWRAP_OK: ReadonlySet<string> = new Set([
   'absent_over_time',
 ]);
 
-const CONVERSIONS: ReadonlySet<string> = new Set<ConversionOp>(['bytes', 'duration', 'duration_seconds']);
+const CONVERSIONS: ReadonlySet<string> = new Set(CONVERSION_OPS);
 const MATCH_OPS: ReadonlySet<string> = new Set<MatchOp>(['=', '!=', '=~', '!~']);
 const LINE_FILTER_OPS: ReadonlySet<string> = new Set<LineFilterOp>(['|=', '!=', '|~', '!~', '|>', '!>']);
 const COMPARE_OPS: ReadonlySet<string> = new Set(['>', '>=', '<', '<=', '!=', '=', '==']);
@@ -390,8 +362,8 @@ function parsePrimary(s: State): LogqlAst {
     return inner;
   }
   if (t.kind === 'func') {
-    if (RANGE_OPS.has(t.value)) return parseRangeAggregation(s);
-    if (VECTOR_OPS.has(t.value)) return parseVectorAggregation(s);
+    if (RANGE_OP_SET.has(t.value)) return parseRangeAggregation(s);
+    if (VECTOR_OP_SET.has(t.value)) return parseVectorAggregation(s);
     if (t.value === 'label_replace') return parseLabelReplace(s);
     if (t.value === 'vector') {
       next(s);
