@@ -30,10 +30,9 @@ import type { PoolClient, PoolConfig } from 'pg';
 import { GENESIS_HASH } from './chain.ts';
 import type { Checkpoint, PruneStatement } from './checkpoint.ts';
 import { AuditError } from './errors.ts';
-import { STORE_PAGE_SIZE } from './store.ts';
+import { SCHEMA_VERSION, STORE_PAGE_SIZE, checkVersion, conflict } from './store.ts';
 import type { AppendBatch, AppendOptions, AppendResult, AuditStore, ChainTip, SeqRange, StoredEntry, TimeRange } from './store.ts';
 
-const SCHEMA_VERSION = '1';
 const MAX_ID = '9223372036854775807';
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -516,15 +515,4 @@ export function createPostgresStore(options: PostgresStoreOptions): AuditStore {
       await pool.end();
     },
   };
-}
-
-function checkVersion(version: string | undefined): void {
-  if (version === undefined) throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', 'not a Portcullis audit store (no schema version)');
-  if (version !== SCHEMA_VERSION) {
-    throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', `audit store schema version ${version} is not supported (this build knows ${SCHEMA_VERSION})`);
-  }
-}
-
-function conflict(chainId: string, seq: number, what: string): AuditError {
-  return new AuditError('ERR_AUDIT_CONFLICT', `a different ${what} already exists at chain ${chainId} seq ${seq}`);
 }

@@ -20,10 +20,9 @@ import { dirname } from 'node:path';
 import { GENESIS_HASH } from './chain.ts';
 import type { Checkpoint, PruneStatement } from './checkpoint.ts';
 import { AuditError } from './errors.ts';
-import { STORE_PAGE_SIZE } from './store.ts';
+import { SCHEMA_VERSION, STORE_PAGE_SIZE, checkVersion, conflict } from './store.ts';
 import type { AppendBatch, AppendOptions, AppendResult, AuditStore, ChainTip, SeqRange, StoredEntry, TimeRange } from './store.ts';
 
-const SCHEMA_VERSION = '1';
 const MAX_ID = Number.MAX_SAFE_INTEGER;
 
 const TABLES = ['audit_chains', 'audit_records', 'audit_checkpoints', 'audit_prunes'] as const;
@@ -423,16 +422,5 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     },
   };
   return store;
-}
-
-function checkVersion(version: string | undefined): void {
-  if (version === undefined) throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', 'not a Portcullis audit store (no schema version)');
-  if (version !== SCHEMA_VERSION) {
-    throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', `audit store schema version ${version} is not supported (this build knows ${SCHEMA_VERSION})`);
-  }
-}
-
-function conflict(chainId: string, seq: number, what: string): AuditError {
-  return new AuditError('ERR_AUDIT_CONFLICT', `a different ${what} already exists at chain ${chainId} seq ${seq}`);
 }
 

@@ -13,6 +13,7 @@
  * `id` tiebreak keeps the walk exact even when the unique key was dropped and a seq duplicated.
  */
 import type { ChainEntry } from './chain.ts';
+import { AuditError } from './errors.ts';
 import type { Checkpoint, PruneStatement } from './checkpoint.ts';
 
 /** Rows fetched per round trip when walking. */
@@ -104,4 +105,20 @@ export interface AuditStore {
    */
   prune(statement: PruneStatement): Promise<{ records: number; checkpoints: number }>;
   close(): Promise<void>;
+}
+
+/** The schema both stores create; a store of another version is refused rather than misread. */
+export const SCHEMA_VERSION = '1';
+
+/** @throws AuditError ERR_AUDIT_SCHEMA_VERSION for a store without, or with another, schema version. */
+export function checkVersion(version: string | undefined): void {
+  if (version === undefined) throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', 'not a Portcullis audit store (no schema version)');
+  if (version !== SCHEMA_VERSION) {
+    throw new AuditError('ERR_AUDIT_SCHEMA_VERSION', `audit store schema version ${version} is not supported (this build knows ${SCHEMA_VERSION})`);
+  }
+}
+
+/** A row that differs from one already stored at the same (chain, seq): never overwritten. */
+export function conflict(chainId: string, seq: number, what: string): AuditError {
+  return new AuditError('ERR_AUDIT_CONFLICT', `a different ${what} already exists at chain ${chainId} seq ${seq}`);
 }
