@@ -236,15 +236,7 @@ const haproxy: Contestant = {
       (port) => [
         '-db',
         '-f',
-        writeHaproxyConfig(ctx.dir, {
-          port,
-          backendPort: ctx.nginxPort,
-          alg: scenario.alg,
-          publicPemFile: ctx.keys.keys[scenario.alg].publicPemFile,
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          claims: scenario.claims,
-        }),
+        writeHaproxyConfig(ctx.dir, haproxyOptions(ctx, scenario, port)),
       ],
       ctx.cores.one,
     );
@@ -275,17 +267,22 @@ export function serveFlags(repo: string): { workers: boolean; noWatch: boolean }
  * Whether HAProxy's jwt_verify accepts an alg, by validating a generated config (`haproxy -c`). HAProxy 2.6
  * knows HS*, RS*, ES* (PS* is "unmanaged"), not EdDSA.
  */
-export function haproxyCheck(ctx: Omit<BenchContext, 'haproxyProblem'>, scenario: Scenario): string | undefined {
-  if (ctx.tools.haproxy === undefined) return 'haproxy not installed';
-  const file = writeHaproxyConfig(ctx.dir, {
-    port: 1,
+/** The HAProxy config for a scenario; `haproxyCheck` validates exactly what the contestant runs. */
+function haproxyOptions(ctx: Pick<BenchContext, 'nginxPort' | 'keys'>, scenario: Scenario, port: number): Parameters<typeof writeHaproxyConfig>[1] {
+  return {
+    port,
     backendPort: ctx.nginxPort,
     alg: scenario.alg,
     publicPemFile: ctx.keys.keys[scenario.alg].publicPemFile,
     issuer: ISSUER,
     audience: AUDIENCE,
     claims: scenario.claims,
-  });
+  };
+}
+
+export function haproxyCheck(ctx: Omit<BenchContext, 'haproxyProblem'>, scenario: Scenario): string | undefined {
+  if (ctx.tools.haproxy === undefined) return 'haproxy not installed';
+  const file = writeHaproxyConfig(ctx.dir, haproxyOptions(ctx, scenario, 1));
   const result = runSync(ctx.tools.haproxy, ['-c', '-f', file], 30_000);
   if (result.status === 0) return undefined;
   const reason = /jwt_verify' : ([^\n]*?) in ACL/.exec(result.out)?.[1] ?? result.out.trim().split('\n').slice(-2).join(' ');
