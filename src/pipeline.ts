@@ -343,9 +343,10 @@ function finish(ex: Exchange, deps: PipelineDeps, req: IncomingMessage): void {
     // 499: the client left (not the upstream's fault); any other broken stream is the upstream's.
     if (ex.aborted && ex.status !== 499) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: 'ERR_UPSTREAM_RESET' });
   }
-  if (ex.route !== undefined && deps.runtime().policies.has(ex.route.id) && ex.token !== undefined) {
-    const decision = ex.error === undefined || ex.error.status !== 403 ? 'allow' : 'deny';
-    if (ex.error === undefined || ex.error.status === 403) metrics.policyDecisions.inc({ route: routeId, rule: ex.ruleId ?? '', decision });
+  // ex.rules is set exactly when the route's policy ran (on the runtime this request used).
+  if (ex.rules !== undefined) {
+    const denied = code === 'ERR_ACCESS_DENIED' || code === 'ERR_INSUFFICIENT_SCOPE';
+    metrics.policyDecisions.inc({ route: routeId, rule: ex.ruleId ?? '', decision: denied ? 'deny' : 'allow' });
   }
   const token = ex.token;
   if (token?.expiresAt !== undefined) {
