@@ -83,6 +83,21 @@ test('bounded: the oldest entries go first; oversized tokens are not held', asyn
   assert.equal(small.size(), 0);
 });
 
+test('bounded under churn: exactly the newest maxEntries tokens are held, in insertion order', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 3, maxTokenBytes: 4096, now });
+  const tokens = await Promise.all([1, 2, 3, 4, 5, 6, 7].map((i) => signerA.sign({ iss: ISS, exp: T0 + 60, n: i })));
+  const first = new Map<string, unknown>();
+  for (const t of tokens) first.set(t, await cache.verify(t, []));
+  assert.equal(cache.size(), 3);
+  for (const t of tokens.slice(4)) assert.equal(await cache.verify(t, []), first.get(t), 'held: served from the cache');
+  const again = await cache.verify(tokens[3]!, []);
+  assert.notEqual(again, first.get(tokens[3]!), 'evicted: verified afresh');
+  assert.equal(cache.size(), 3);
+  // tokens[3] took the oldest slot (tokens[4]'s): 5 and 6 are still held, 4 is not.
+  assert.equal(await cache.verify(tokens[5]!, []), first.get(tokens[5]!));
+  assert.notEqual(await cache.verify(tokens[4]!, []), first.get(tokens[4]!));
+});
+
 test('a key withdrawn from the JWKS invalidates the tokens it verified', async () => {
   const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
   const oldToken = await signerA.sign({ iss: ISS, exp: T0 + 60 });
