@@ -1,8 +1,10 @@
 /**
  * Every metric Portcullis exports, declared in one place. Labels are bounded by configuration (route,
  * issuer and upstream ids, error codes, status codes): never a subject, tenant, path, query or token.
+ * What is touched on every request is a HotCounter / HotHistogram (hot-metrics.ts); the rest is prom-client.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.ts';
 
 export interface IssuerKeyStatus {
   readonly id: string;
@@ -13,15 +15,15 @@ export interface IssuerKeyStatus {
 
 export interface Metrics {
   readonly registry: Registry;
-  readonly requests: Counter<'route' | 'status'>;
-  readonly requestDuration: Histogram<'route'>;
-  readonly authFailures: Counter<'reason'>;
-  readonly tokenLifetime: Histogram<'issuer'>;
+  readonly requests: HotCounter<'route' | 'status'>;
+  readonly requestDuration: HotHistogram<'route'>;
+  readonly authFailures: HotCounter<'reason'>;
+  readonly tokenLifetime: HotHistogram<'issuer'>;
   readonly jwksFetches: Counter<'issuer' | 'outcome' | 'reason'>;
-  readonly upstreamDuration: Histogram<'upstream' | 'status'>;
-  readonly upstreamErrors: Counter<'upstream' | 'reason'>;
+  readonly upstreamDuration: HotHistogram<'upstream' | 'status'>;
+  readonly upstreamErrors: HotCounter<'upstream' | 'reason'>;
   readonly configReloads: Counter<'outcome'>;
-  readonly policyDecisions: Counter<'route' | 'rule' | 'decision'>;
+  readonly policyDecisions: HotCounter<'route' | 'rule' | 'decision'>;
   readonly auditRecords: Counter<'outcome'>;
   readonly auditCheckpoints: Counter<string>;
   readonly auditStoreUp: Gauge<string>;
@@ -72,26 +74,26 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
 
   return {
     registry,
-    requests: new Counter({
+    requests: new HotCounter({
       name: 'portcullis_requests_total',
       help: 'Requests answered, by route and HTTP status',
       labelNames: ['route', 'status'],
       registers,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram({
       name: 'portcullis_request_duration_seconds',
       help: 'Time from request to the end of the response, by route',
       labelNames: ['route'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
-    authFailures: new Counter({
+    authFailures: new HotCounter({
       name: 'portcullis_auth_failures_total',
       help: 'Requests refused by authentication, by precise reason code (ERR_TOKEN_EXPIRED, ...)',
       labelNames: ['reason'],
       registers,
     }),
-    tokenLifetime: new Histogram({
+    tokenLifetime: new HotHistogram({
       name: 'portcullis_token_remaining_seconds',
       help: 'Remaining lifetime (exp - now) of accepted tokens',
       labelNames: ['issuer'],
@@ -104,14 +106,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ['issuer', 'outcome', 'reason'],
       registers,
     }),
-    upstreamDuration: new Histogram({
+    upstreamDuration: new HotHistogram({
       name: 'portcullis_upstream_duration_seconds',
       help: 'Time to the upstream response headers, by upstream and status',
       labelNames: ['upstream', 'status'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    upstreamErrors: new Counter({
+    upstreamErrors: new HotCounter({
       name: 'portcullis_upstream_errors_total',
       help: 'Upstream failures by upstream and reason code',
       labelNames: ['upstream', 'reason'],
@@ -123,7 +125,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ['outcome'],
       registers,
     }),
-    policyDecisions: new Counter({
+    policyDecisions: new HotCounter({
       name: 'portcullis_policy_decisions_total',
       help: 'Policy decisions by route, deciding rule id (empty for default deny) and decision',
       labelNames: ['route', 'rule', 'decision'],
