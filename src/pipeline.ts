@@ -95,8 +95,7 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
   let tokenFrom: TokenLocation | undefined;
   let query = target.query;
   if (route.auth.mode !== 'off') {
-    const params = new URLSearchParams(query);
-    const found = extractToken(req, params, route.auth.from, rt.config.limits.maxTokenBytes);
+    const found = extractToken(req, query, route.auth.from, rt.config.limits.maxTokenBytes);
     if (found === undefined) {
       ex.trace?.push({ stage: 'token', ok: route.auth.mode !== 'required', detail: `no token in ${route.auth.from.map((l) => `${l.kind} ${l.name}`).join(', ')}` });
       if (route.auth.mode === 'required') throw new ProxyError('ERR_TOKEN_MISSING');
@@ -187,9 +186,9 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     if (deps.shuttingDown()) res.setHeader('connection', 'close');
     if (deps.audit !== undefined) ex.eventId = uuidv7();
     const decision = await decide(req, rt, ex);
-    res.setHeader('x-request-id', ex.requestId);
-    if (ex.eventId !== '') res.setHeader('x-portcullis-event-id', ex.eventId);
     if (decision.route.auditApi) {
+      res.setHeader('x-request-id', ex.requestId);
+      if (ex.eventId !== '') res.setHeader('x-portcullis-event-id', ex.eventId);
       ex.status = await serveAuditQuery(ex.method, decision.upstreamPath.split('?')[1] ?? '', res, deps.audit!);
       return finish(ex, deps, req);
     }
@@ -205,6 +204,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
       headers,
       timeoutMs: decision.route.timeoutMs,
       body: decision.body,
+      responseHeaders: ex.eventId === '' ? { 'x-request-id': ex.requestId } : { 'x-request-id': ex.requestId, 'x-portcullis-event-id': ex.eventId },
     });
     ex.status = outcome.status;
     ex.upstreamMs = outcome.upstreamMs;
@@ -352,28 +352,31 @@ function finish(ex: Exchange, deps: PipelineDeps, req: IncomingMessage): void {
   if (token?.expiresAt !== undefined) {
     metrics.tokenLifetime.observe({ issuer: token.issuer.config.id }, Math.max(0, token.expiresAt - Date.now() / 1000));
   }
-  const sub = token?.claims.sub;
-  deps.logger.info(
-    {
-      request_id: ex.requestId,
-      method: ex.method,
-      path: ex.path,
-      route: ex.route?.id,
-      status: ex.status,
-      reason: code,
-      rule: ex.ruleId,
-      detail: ex.error?.detail,
-      loki: ex.loki,
-      duration_ms: Math.round(durationMs * 1000) / 1000,
-      sub: typeof sub === 'string' ? sub : undefined,
-      issuer: token?.issuer.config.id,
-      upstream: ex.upstream,
-      upstream_ms: ex.upstreamMs === undefined ? undefined : Math.round(ex.upstreamMs * 1000) / 1000,
-      aborted: ex.aborted || undefined,
-      event_id: ex.eventId || undefined,
-    },
-    'request',
-  );
+  // The access-log object is built only when it will be written (the bench and many deployments run at warn).
+  if (deps.logger.isLevelEnabled('info')) {
+    const sub = token?.claims.sub;
+    deps.logger.info(
+      {
+        request_id: ex.requestId,
+        method: ex.method,
+        path: ex.path,
+        route: ex.route?.id,
+        status: ex.status,
+        reason: code,
+        rule: ex.ruleId,
+        detail: ex.error?.detail,
+        loki: ex.loki,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+        sub: typeof sub === 'string' ? sub : undefined,
+        issuer: token?.issuer.config.id,
+        upstream: ex.upstream,
+        upstream_ms: ex.upstreamMs === undefined ? undefined : Math.round(ex.upstreamMs * 1000) / 1000,
+        aborted: ex.aborted || undefined,
+        event_id: ex.eventId || undefined,
+      },
+      'request',
+    );
+  }
   if (deps.audit !== undefined) {
     const claims = token?.claims;
     deps.audit.record({

@@ -36,6 +36,11 @@ export interface ForwardRequest {
    * consumed the client body and sets `content-length` to this body's length.
    */
   body?: Buffer;
+  /**
+   * Fields the proxy sets on the client response (its request id): added after the upstream's, so they win.
+   * Given here rather than with `res.setHeader` so that `writeHead` takes its one-object fast path.
+   */
+  responseHeaders?: Readonly<Record<string, string>>;
 }
 
 /** How a forward ended when it did not throw. */
@@ -104,7 +109,7 @@ export function forwardRequest(
   target: UpstreamTarget,
   request: ForwardRequest,
 ): Promise<ForwardOutcome> {
-  const handler = new ForwardHandler(res, target.origin);
+  const handler = new ForwardHandler(res, target.origin, request.responseHeaders);
   const tracked: TrackedResponse = res;
   if (tracked.destroyed) {
     // The client left while earlier stages ran; do not open an upstream request nobody will read.
@@ -137,6 +142,7 @@ export function forwardRequest(
 class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly res: TrackedResponse;
   readonly origin: string;
+  readonly ownHeaders: Readonly<Record<string, string>> | undefined;
   readonly startedAt: number;
   readonly promise: Promise<ForwardOutcome>;
   readonly resolve: (outcome: ForwardOutcome) => void;
@@ -149,9 +155,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   settled = false;
   drainListening = false;
 
-  constructor(res: TrackedResponse, origin: string) {
+  constructor(res: TrackedResponse, origin: string, ownHeaders: Readonly<Record<string, string>> | undefined) {
     this.res = res;
     this.origin = origin;
+    this.ownHeaders = ownHeaders;
     this.startedAt = performance.now();
     const { promise, resolve, reject } = Promise.withResolvers<ForwardOutcome>();
     this.promise = promise;
@@ -174,6 +181,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.upstreamMs = performance.now() - this.startedAt;
     const res = this.res;
     const outgoing = responseHeaders(headers);
+    if (this.ownHeaders !== undefined) Object.assign(outgoing, this.ownHeaders);
     try {
       if (statusMessage) res.writeHead(statusCode, statusMessage, outgoing);
       else res.writeHead(statusCode, outgoing);
