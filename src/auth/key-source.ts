@@ -75,6 +75,9 @@ export function pickKey(keys: readonly LoadedKey[], header: { alg: string; kid?:
   return { found: undefined, ambiguous: candidates.length };
 }
 
+/** Remembered (alg, kid) -> key picks per issuer; further picks are computed each time. */
+const MAX_REMEMBERED_PICKS = 256;
+
 /**
  * Builds the key source of one issuer from its static keys and an optional remote set. Static-only sources
  * are always ready; with a remote set, readiness is the remote's (its keys are the ones the IdP rotates).
@@ -113,10 +116,27 @@ export function createKeySource(parts: {
     throw unknown(header, pick);
   }
 
+  // Which key a header picks only changes when the key set does, and every request asks (the token cache
+  // asks again on each hit), so picks are remembered per (alg, kid) until the remote set is replaced. Bounded:
+  // a kid-less key answers any kid, and kids are chosen by whoever sends the token.
+  const picks = new Map<string, LoadedKey>();
+  let picksFor: readonly LoadedKey[] | undefined;
+
   return {
     getKey(header) {
-      const pick = pickKey(allKeys(), header);
-      if (pick.found !== undefined) return pick.found;
+      const remoteKeys = remote?.keys();
+      if (remoteKeys !== picksFor) {
+        picks.clear();
+        picksFor = remoteKeys;
+      }
+      const id = header.kid === undefined ? header.alg : `${header.alg} ${header.kid}`;
+      const known = picks.get(id);
+      if (known !== undefined) return known;
+      const pick = pickKey(remoteKeys === undefined ? staticKeys : [...staticKeys, ...remoteKeys], header);
+      if (pick.found !== undefined) {
+        if (picks.size < MAX_REMEMBERED_PICKS) picks.set(id, pick.found);
+        return pick.found;
+      }
       // Several keys fit and nothing in the token tells them apart: a refetch cannot help.
       if (remote === undefined || pick.ambiguous > 1) throw unknown(header, pick);
       return getAfterRefetch(header, remote);
