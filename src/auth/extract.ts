@@ -29,25 +29,27 @@ type Found = { where: string; token: string; from: TokenLocation };
  *   parameter or cookie), ERR_TOKEN_TOO_LARGE (over `maxTokenBytes`), ERR_TOKEN_MALFORMED (right scheme but
  *   an empty token or whitespace inside it).
  * @example
- *   const token = extractToken(req, url.searchParams, route.auth.from, config.limits.maxTokenBytes);
+ *   const token = extractToken(req, url.search.slice(1), route.auth.from, config.limits.maxTokenBytes);
  */
 export function extractToken(
   req: IncomingMessage,
-  query: URLSearchParams,
+  query: string,
   from: readonly TokenLocation[],
   maxTokenBytes: number,
 ): ExtractedToken | undefined {
   const found: Found[] = [];
-  const seen = new Set<string>();
-  for (const location of from) {
+  // Parsed only when a query location is configured: most routes read a header.
+  let params: URLSearchParams | undefined;
+  for (let i = 0; i < from.length; i++) {
+    const location = from[i]!;
     // The same location listed twice must not count its token twice.
-    const id =
-      location.kind === 'header' ? `header:${location.name.toLowerCase()}` : `${location.kind}:${location.name}`;
-    if (seen.has(id)) continue;
-    seen.add(id);
+    if (i > 0 && from.slice(0, i).some((earlier) => sameLocation(earlier, location))) continue;
     if (location.kind === 'header') collectFromHeader(req.rawHeaders, location, found);
     else if (location.kind === 'cookie') collectFromCookies(req.rawHeaders, location, found);
-    else for (const token of query.getAll(location.name)) found.push({ where: `query ${location.name}`, token, from: location });
+    else {
+      params ??= new URLSearchParams(query);
+      for (const token of params.getAll(location.name)) found.push({ where: `query ${location.name}`, token, from: location });
+    }
   }
   const [only, second] = found;
   if (only === undefined) return undefined;
@@ -55,6 +57,10 @@ export function extractToken(
     throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `tokens in ${found.map((f) => f.where).join(', ')}` });
   }
   return { token: checkToken(only.token, only.where, maxTokenBytes), from: only.from };
+}
+
+function sameLocation(a: TokenLocation, b: TokenLocation): boolean {
+  return a.kind === b.kind && (a.kind === 'header' ? a.name.toLowerCase() === b.name.toLowerCase() : a.name === b.name);
 }
 
 function collectFromHeader(
@@ -66,7 +72,8 @@ function collectFromHeader(
   let occurrences = 0;
   const tokens: string[] = [];
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]?.toLowerCase() !== wanted) continue;
+    const name = rawHeaders[i]!;
+    if (name.length !== wanted.length || name.toLowerCase() !== wanted) continue;
     occurrences += 1;
     const token = stripPrefix(rawHeaders[i + 1] ?? '', location.prefix);
     if (token !== undefined) tokens.push(token);
@@ -86,6 +93,8 @@ function collectFromHeader(
  * means the whole value is the token.
  */
 function stripPrefix(value: string, prefix: string): string | undefined {
+  // The common spelling, exactly as configured and followed by the token: no case folding needed.
+  if (prefix !== '' && value.startsWith(prefix) && value.charCodeAt(prefix.length) !== 32) return value.slice(prefix.length);
   const scheme = prefix.trimEnd();
   if (scheme === prefix) {
     return value.slice(0, prefix.length).toLowerCase() === prefix.toLowerCase() ? value.slice(prefix.length) : undefined;
