@@ -6,8 +6,10 @@
  *   dropped from the issuer's JWKS invalidates every token it verified, at the next request;
  * - the route's issuer restriction is re-checked on every hit;
  * - failures are never cached; size is bounded (oldest entries go first).
- * Keys are the token strings themselves: they live only in this process's memory, as the request does, and
- * hashing each token would cost more than the lookup saves.
+ * Entries hold the token string itself, in this process's memory only, as the request does. The Map key is the
+ * token's last 43 characters (the end of its signature): V8 hashes a fresh string on every lookup, and an RS256
+ * token is ~850 characters. A hit counts only when the whole token is equal, so two tokens sharing an ending
+ * (only a forger can make one) just miss.
  *
  * Eviction order is kept in a ring of keys, not read from the Map: V8's ordered hash tables keep deleted
  * entries as holes at the front until the next rehash, so `map.keys().next()` after many oldest-first
@@ -35,16 +37,17 @@ export interface TokenCacheOptions {
 export function createTokenVerifier(registry: IssuerRegistry, options: TokenCacheOptions): TokenVerifier {
   const entries = new Map<string, Entry>();
   const max = options.maxEntries;
-  // ring[i] is the token inserted i-th modulo max; its entry is evicted when the slot comes round again,
-  // unless that token left the cache earlier (expired, key withdrawn) and was inserted again elsewhere.
+  // ring[i] is the key inserted i-th modulo max; its entry is evicted when the slot comes round again,
+  // unless that key left the cache earlier (expired, key withdrawn) and was inserted again elsewhere.
   const ring: (string | undefined)[] = new Array<string | undefined>(max).fill(undefined);
   let cursor = 0;
   const now = options.now ?? Date.now;
   return {
     size: () => entries.size,
     async verify(token, allowedIssuerIds) {
-      const hit = entries.get(token);
-      if (hit !== undefined) {
+      const key = token.slice(-KEY_CHARS);
+      const hit = entries.get(key);
+      if (hit !== undefined && hit.token === token) {
         const cached = hit.verified;
         if (isStillValid(cached, now() / 1000)) {
           if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(cached.issuer.config.id)) {
@@ -52,14 +55,14 @@ export function createTokenVerifier(registry: IssuerRegistry, options: TokenCach
           }
           return cached;
         }
-        entries.delete(token);
+        entries.delete(key);
       }
       const verified = await verifyToken(token, registry, allowedIssuerIds, now() / 1000);
       if (verified.expiresAt !== undefined && token.length <= options.maxTokenBytes && max > 0) {
         const evicted = ring[cursor];
         if (evicted !== undefined && entries.get(evicted)?.slot === cursor) entries.delete(evicted);
-        ring[cursor] = token;
-        entries.set(token, { verified, slot: cursor });
+        ring[cursor] = key;
+        entries.set(key, { token, verified, slot: cursor });
         cursor = cursor + 1 === max ? 0 : cursor + 1;
       }
       return verified;
@@ -67,9 +70,13 @@ export function createTokenVerifier(registry: IssuerRegistry, options: TokenCach
   };
 }
 
+/** Map key length: the tail of the signature, high-entropy for every algorithm (an HS256 signature is 43). */
+const KEY_CHARS = 43;
+
 interface Entry {
+  readonly token: string;
   readonly verified: VerifiedToken;
-  /** The ring slot that holds this token; a stale slot (token re-inserted elsewhere) evicts nothing. */
+  /** The ring slot that holds this key; a stale slot (key re-inserted elsewhere) evicts nothing. */
   readonly slot: number;
 }
 

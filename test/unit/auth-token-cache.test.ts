@@ -53,6 +53,17 @@ test('a hit returns the verified result without verifying again; failures are ne
   assert.equal(cache.size(), 1);
 });
 
+test('a token that shares a cached token\'s signature ending is verified on its own, and the cached one stays', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const token = await signerA.sign({ iss: ISS, exp: T0 + 60, sub: 'alice' });
+  const first = await cache.verify(token, []);
+  const [header, , signature] = token.split('.');
+  const forged = `${header}.${Buffer.from(JSON.stringify({ iss: ISS, exp: T0 + 60, sub: 'mallory' })).toString('base64url')}.${signature}`;
+  await assert.rejects(cache.verify(forged, []), code('ERR_TOKEN_SIGNATURE_INVALID'));
+  assert.equal(await cache.verify(token, []), first, 'the genuine token is still served from the cache');
+  assert.equal(cache.size(), 1);
+});
+
 test('an entry never outlives exp', async () => {
   const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
   const token = await signerA.sign({ iss: ISS, exp: T0 + 30 });
