@@ -4,13 +4,15 @@
  * every header the proxy sets itself (so an identity header can never be spoofed by the client), and
  * X-Forwarded-* unless the proxy is told to trust the hop in front of it.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { getClaim } from '../policy/claim-path.ts';
 import { connectionTokens, isHopByHop } from '../upstream/hop-by-hop.ts';
 import type { HeaderTemplate, RouteConfig, TokenLocation } from '../config/types.ts';
 
 export type HeaderMap = Record<string, string | string[]>;
+
+const NO_TOKENS: ReadonlySet<string> = new Set();
 
 /** Compiled once per route: names dropped from every request on it. */
 export interface HeaderPolicy {
@@ -65,16 +67,37 @@ export interface HeaderContext {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** The request id to use: the client's when it is sane, otherwise a new UUID. */
+/** The request id to use: the client's when it is sane, otherwise a new one (see `newRequestId`). */
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
-  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : randomUUID();
+  return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : newRequestId();
+}
+
+// Request ids are UUIDv8 (RFC 9562 §5.8: custom layout): 74 random bits drawn once per process, then a 48-bit
+// counter. Unique across instances with overwhelming probability, ordered within one, and about a tenth of
+// the cost of randomUUID() on the request path. They are correlation ids, not secrets.
+let idPrefix = '';
+let idCounter = 0;
+const ID_COUNTER_LIMIT = 2 ** 48;
+
+export function newRequestId(): string {
+  if (idPrefix === '' || idCounter === ID_COUNTER_LIMIT) {
+    const r = randomBytes(10);
+    r[6] = 0x80 | (r[6]! & 0x0f); // version 8
+    r[8] = 0x80 | (r[8]! & 0x3f); // variant 10
+    const hex = r.toString('hex');
+    idPrefix = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-`;
+    idCounter = 0;
+  }
+  return idPrefix + (idCounter++).toString(16).padStart(12, '0');
 }
 
 export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, ctx: HeaderContext): HeaderMap {
   const out: HeaderMap = Object.create(null) as HeaderMap;
   const raw = req.rawHeaders;
-  const named = connectionTokens(req.headers.connection);
+  // Almost every client says nothing or just keep-alive/close, which name no other field: skip the parse.
+  const connection = req.headers.connection;
+  const named = connection === undefined || connection === 'keep-alive' || connection === 'close' ? NO_TOKENS : connectionTokens(connection);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
