@@ -32,6 +32,11 @@ interface ParsedToken {
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
+/** The whole compact form in one pass; only a token that fails it is examined segment by segment. */
+const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+// Fatal: invalid UTF-8 is refused, not replaced by U+FFFD (two byte strings must not decode to one claim
+// set). One instance serves every call: decode() without { stream: true } keeps no state between calls.
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Verifies `token` and returns its claims.
@@ -61,7 +66,9 @@ export async function verifyToken(
       detail: `alg ${printable(alg)} is not allowed for issuer ${issuer.config.id}`,
     });
   }
-  const key = await issuer.keys.getKey(kid === undefined ? { alg } : { alg, kid });
+  const pending = issuer.keys.getKey(kid === undefined ? { alg } : { alg, kid });
+  // Await only a refetch: the usual key at hand costs no extra microtask turn.
+  const key = pending instanceof Promise ? await pending : pending;
   checkSignature(token, key, alg);
   checkClaims(claims, issuer.config, now);
   const verifiedHeader: { alg: string; kid?: string; typ?: string } = { alg };
@@ -82,6 +89,15 @@ function parseCompact(token: string): ParsedToken {
   // Five segments is a JWE (RFC 7516 §7.1), which we do not decrypt; anything else is not a JWS either.
   if (segments.length !== 3) throw malformed(`${segments.length} segments instead of 3`);
   const [header, payload, signature] = segments as [string, string, string];
+  // A length of 4n+1 is never valid base64url: one leftover character carries fewer than 8 bits.
+  if (!COMPACT.test(token) || header.length % 4 === 1 || payload.length % 4 === 1 || signature.length % 4 === 1) {
+    checkSegments(header, payload, signature);
+  }
+  return { header: decodeJsonObject(header, 'header'), claims: decodeJsonObject(payload, 'payload') };
+}
+
+/** Throws the precise reason a compact form failed `COMPACT`. */
+function checkSegments(header: string, payload: string, signature: string): void {
   for (const [name, segment] of [
     ['header', header],
     ['payload', payload],
@@ -92,13 +108,12 @@ function parseCompact(token: string): ParsedToken {
       throw malformed(`the ${name} is not base64url`);
     }
   }
-  return { header: decodeJsonObject(header, 'header'), claims: decodeJsonObject(payload, 'payload') };
 }
 
 function decodeJsonObject(segment: string, name: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(segment, 'base64url')));
+    value = JSON.parse(UTF8.decode(Buffer.from(segment, 'base64url')));
   } catch {
     throw malformed(`the ${name} is not JSON`);
   }
