@@ -283,17 +283,25 @@ export function errorAnswer(error: ProxyError, ex: { requestId: string; eventId:
     'x-request-id': requestId,
   };
   if (ex.eventId !== '') headers['x-portcullis-event-id'] = ex.eventId;
-  const challenge = bearerChallenge(error, realm);
-  if (challenge !== undefined) headers['www-authenticate'] = challenge;
+  // Answers with the table's own message (all token failures) are the same but for the request id:
+  // built once per code and realm, since a flood of forged tokens is exactly when this runs most.
+  const usual = error.message === ERRORS[error.code].message && error.scope === undefined;
+  const memoKey = `${error.code}\u0000${realm}`;
+  let shape = usual ? ANSWER_SHAPES.get(memoKey) : undefined;
+  if (shape === undefined) {
+    const json = JSON.stringify({ error: spec.oauth ?? errorName(error.status), code: error.code, message: error.message, request_id: '' });
+    shape = { challenge: bearerChallenge(error, realm), bodyPrefix: json.slice(0, -2) };
+    if (usual && ANSWER_SHAPES.size < MAX_ANSWER_SHAPES) ANSWER_SHAPES.set(memoKey, shape);
+  }
+  if (shape.challenge !== undefined) headers['www-authenticate'] = shape.challenge;
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter);
-  const body = JSON.stringify({
-    error: spec.oauth ?? errorName(error.status),
-    code: error.code,
-    message: error.message,
-    request_id: requestId,
-  });
-  return { headers, body };
+  // Request ids are [A-Za-z0-9._:-] (requestIdOf): nothing in them needs JSON escaping.
+  return { headers, body: `${shape.bodyPrefix}${requestId}"}` };
 }
+
+const ANSWER_SHAPES = new Map<string, { challenge: string | undefined; bodyPrefix: string }>();
+/** Codes times realms; a bound only in case realms churn through many reloads. */
+const MAX_ANSWER_SHAPES = 1024;
 
 function sendError(res: ServerResponse, error: ProxyError, ex: Exchange, realm: string): void {
   const { headers, body } = errorAnswer(error, ex, realm);
