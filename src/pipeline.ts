@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { extractToken } from './auth/extract.ts';
+import type { ExtractedToken } from './auth/extract.ts';
 import type { VerifiedToken } from './auth/verify.ts';
 import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
 import { checkEnvironment } from './policy/environment.ts';
@@ -83,32 +84,56 @@ export interface Decision {
 
 /**
  * The stages up to (not including) forwarding; shared by plain requests, WebSocket upgrades and `explain`.
+ * Synchronous (returning or throwing) unless a stage must wait: a JWKS refetch or a Loki form body. The
+ * serving path then pays no promise per stage, and a refused token is a plain throw.
  */
-export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Promise<Decision> {
+export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decision | Promise<Decision> {
   const target = normalizeRequestTarget(req.url ?? '/');
   ex.path = target.path;
   const { route, params } = rt.routes.match(hostOf(req.headers.host), ex.method, target.path);
   ex.route = route;
   ex.trace?.push({ stage: 'route', ok: true, detail: `route ${route.id} (${route.path.kind} ${route.path.value}) -> upstream ${route.upstream}; auth ${route.auth.mode}${Object.keys(params).length ? `; params ${JSON.stringify(params)}` : ''}` });
 
-  let token: VerifiedToken | undefined;
-  let tokenFrom: TokenLocation | undefined;
+  let found: ExtractedToken | undefined;
   let query = target.query;
   if (route.auth.mode !== 'off') {
-    const found = extractToken(req, query, route.auth.from, rt.config.limits.maxTokenBytes);
+    found = extractToken(req, query, route.auth.from, rt.config.limits.maxTokenBytes);
     if (found === undefined) {
       ex.trace?.push({ stage: 'token', ok: route.auth.mode !== 'required', detail: `no token in ${route.auth.from.map((l) => `${l.kind} ${l.name}`).join(', ')}` });
       if (route.auth.mode === 'required') throw new ProxyError('ERR_TOKEN_MISSING');
     } else {
       ex.trace?.push({ stage: 'token', ok: true, detail: `token found in ${found.from.kind} ${found.from.name}` });
-      // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
-      // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
-      token = await rt.tokens.verify(found.token, route.auth.issuers);
-      tokenFrom = found.from;
-      ex.token = token;
-      ex.trace?.push({ stage: 'verify', ok: true, detail: `issuer ${token.issuer.config.id} (${token.issuer.config.issuer}); alg ${token.header.alg}${token.header.kid ? `, kid ${token.header.kid}` : ''}; signature, iss, aud, exp, nbf, required claims ok; sub ${String(token.claims.sub)}` });
     }
     for (const loc of route.auth.from) if (loc.kind === 'query') query = stripQueryParam(query, loc.name);
+  }
+  const stage: Stage = { req, rt, ex, route, params, path: target.path, query, tokenFrom: found?.from };
+  if (found === undefined) return authorize(stage, undefined);
+  // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
+  // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
+  const checked = rt.tokens.check(found.token, route.auth.issuers);
+  return checked instanceof Promise ? checked.then((token) => authorize(stage, token)) : authorize(stage, checked);
+}
+
+/** What `decide` hands from token extraction to the later stages. */
+interface Stage {
+  readonly req: IncomingMessage;
+  readonly rt: Runtime;
+  readonly ex: Exchange;
+  readonly route: RouteConfig;
+  readonly params: Readonly<Record<string, string>>;
+  /** Normalised path and the query without any token parameter. */
+  readonly path: string;
+  readonly query: string;
+  readonly tokenFrom: TokenLocation | undefined;
+}
+
+/** Environment, rules, path rewrite and the Loki rewrite, once the token (if any) is verified. */
+function authorize(stage: Stage, token: VerifiedToken | undefined): Decision | Promise<Decision> {
+  const { req, rt, ex, route, params, query } = stage;
+  const tokenFrom = token === undefined ? undefined : stage.tokenFrom;
+  if (token !== undefined) {
+    ex.token = token;
+    ex.trace?.push({ stage: 'verify', ok: true, detail: `issuer ${token.issuer.config.id} (${token.issuer.config.issuer}); alg ${token.header.alg}${token.header.kid ? `, kid ${token.header.kid}` : ''}; signature, iss, aud, exp, nbf, required claims ok; sub ${String(token.claims.sub)}` });
   }
 
   // authorize: environment binding first (a token of another environment never reaches any rule), then
@@ -124,7 +149,7 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
       const decision = evaluatePolicy(policy, {
         claims: token.claims,
         identity: identityOf(token.claims, token.issuer.config.identity),
-        request: policy.needsRequest ? celRequestOf(req, target.path, query, params) : undefined,
+        request: policy.needsRequest ? celRequestOf(req, stage.path, query, params) : undefined,
       });
       ex.ruleId = decision.ruleId;
       ex.rules = decision.trace;
@@ -133,17 +158,18 @@ export async function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): P
     }
   }
 
-  let path = target.path;
+  let path = stage.path;
   if (route.rewritePrefix !== undefined && route.path.kind === 'prefix') {
     path = route.rewritePrefix + path.slice(route.path.value.length);
     if (!path.startsWith('/')) path = '/' + path;
   }
   if (route.loki !== undefined) {
     if (token === undefined) throw new ProxyError('ERR_TOKEN_MISSING');
-    const loki = await rewriteLokiRequest(req, route.loki, token.claims, path, query);
-    ex.loki = loki.log;
-    ex.trace?.push({ stage: 'rewrite', ok: true, detail: `loki ${loki.log.endpoint}${loki.log.enforced !== undefined ? `; enforced query ${loki.log.enforced}` : ''}${loki.log.tenant !== undefined ? `; tenant ${loki.log.tenant}` : ''}` });
-    return { route, token, tokenFrom, params, upstreamPath: loki.path, body: loki.body, extraHeaders: loki.headers };
+    return rewriteLokiRequest(req, route.loki, token.claims, path, query).then((loki) => {
+      ex.loki = loki.log;
+      ex.trace?.push({ stage: 'rewrite', ok: true, detail: `loki ${loki.log.endpoint}${loki.log.enforced !== undefined ? `; enforced query ${loki.log.enforced}` : ''}${loki.log.tenant !== undefined ? `; tenant ${loki.log.tenant}` : ''}` });
+      return { route, token, tokenFrom, params, upstreamPath: loki.path, body: loki.body, extraHeaders: loki.headers };
+    });
   }
   return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}`, body: undefined, extraHeaders: undefined };
 }
@@ -185,7 +211,8 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
   try {
     if (deps.shuttingDown()) res.setHeader('connection', 'close');
     if (deps.audit !== undefined) ex.eventId = uuidv7();
-    const decision = await decide(req, rt, ex);
+    const decided = decide(req, rt, ex);
+    const decision = decided instanceof Promise ? await decided : decided;
     if (decision.route.auditApi) {
       res.setHeader('x-request-id', ex.requestId);
       if (ex.eventId !== '') res.setHeader('x-portcullis-event-id', ex.eventId);
@@ -226,7 +253,8 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
   try {
     if (deps.shuttingDown()) throw new ProxyError('ERR_SHUTTING_DOWN', { retryAfter: 1 });
     if (deps.audit !== undefined) ex.eventId = uuidv7();
-    const decision = await decide(req, rt, ex);
+    const decided = decide(req, rt, ex);
+    const decision = decided instanceof Promise ? await decided : decided;
     if (!decision.route.websocket || decision.route.auditApi) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
     if (deps.audit !== undefined && !deps.audit.admit()) throw new ProxyError('ERR_AUDIT_UNAVAILABLE', { retryAfter: 5 });
     const upstream = rt.upstreams.get(decision.route.upstream)!;

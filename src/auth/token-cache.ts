@@ -18,12 +18,14 @@
  */
 import { ProxyError } from '../errors.ts';
 import type { IssuerRegistry } from './issuers.ts';
-import { verifyToken } from './verify.ts';
+import { verifyTokenNow } from './verify.ts';
 import type { VerifiedToken } from './verify.ts';
 
 export interface TokenVerifier {
   /** Same contract and codes as `verifyToken`. */
   verify(token: string, allowedIssuerIds: readonly string[]): Promise<VerifiedToken>;
+  /** The same, for the request path: returns or throws synchronously unless a key refetch is needed. */
+  check(token: string, allowedIssuerIds: readonly string[]): VerifiedToken | Promise<VerifiedToken>;
   readonly size: () => number;
 }
 
@@ -42,30 +44,37 @@ export function createTokenVerifier(registry: IssuerRegistry, options: TokenCach
   const ring: (string | undefined)[] = new Array<string | undefined>(max).fill(undefined);
   let cursor = 0;
   const now = options.now ?? Date.now;
+  const remember = (token: string, key: string, verified: VerifiedToken): VerifiedToken => {
+    if (verified.expiresAt !== undefined && token.length <= options.maxTokenBytes && max > 0) {
+      const evicted = ring[cursor];
+      if (evicted !== undefined && entries.get(evicted)?.slot === cursor) entries.delete(evicted);
+      ring[cursor] = key;
+      entries.set(key, { token, verified, slot: cursor });
+      cursor = cursor + 1 === max ? 0 : cursor + 1;
+    }
+    return verified;
+  };
+  const check = (token: string, allowedIssuerIds: readonly string[]): VerifiedToken | Promise<VerifiedToken> => {
+    const key = token.slice(-KEY_CHARS);
+    const hit = entries.get(key);
+    if (hit !== undefined && hit.token === token) {
+      const cached = hit.verified;
+      if (isStillValid(cached, now() / 1000)) {
+        if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(cached.issuer.config.id)) {
+          throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `issuer ${cached.issuer.config.id} is not allowed on this route` });
+        }
+        return cached;
+      }
+      entries.delete(key);
+    }
+    const verified = verifyTokenNow(token, registry, allowedIssuerIds, now() / 1000);
+    return verified instanceof Promise ? verified.then((v) => remember(token, key, v)) : remember(token, key, verified);
+  };
   return {
     size: () => entries.size,
+    check,
     async verify(token, allowedIssuerIds) {
-      const key = token.slice(-KEY_CHARS);
-      const hit = entries.get(key);
-      if (hit !== undefined && hit.token === token) {
-        const cached = hit.verified;
-        if (isStillValid(cached, now() / 1000)) {
-          if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(cached.issuer.config.id)) {
-            throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `issuer ${cached.issuer.config.id} is not allowed on this route` });
-          }
-          return cached;
-        }
-        entries.delete(key);
-      }
-      const verified = await verifyToken(token, registry, allowedIssuerIds, now() / 1000);
-      if (verified.expiresAt !== undefined && token.length <= options.maxTokenBytes && max > 0) {
-        const evicted = ring[cursor];
-        if (evicted !== undefined && entries.get(evicted)?.slot === cursor) entries.delete(evicted);
-        ring[cursor] = key;
-        entries.set(key, { token, verified, slot: cursor });
-        cursor = cursor + 1 === max ? 0 : cursor + 1;
-      }
-      return verified;
+      return check(token, allowedIssuerIds);
     },
   };
 }

@@ -57,6 +57,20 @@ export async function verifyToken(
   allowedIssuerIds: readonly string[],
   now: number = Date.now() / 1000,
 ): Promise<VerifiedToken> {
+  return verifyTokenNow(token, registry, allowedIssuerIds, now);
+}
+
+/**
+ * `verifyToken` for the request path: synchronous (returning or throwing) while the issuer's key is at hand,
+ * a promise only when a JWKS refetch is needed. A rejected promise that nobody awaits yet costs Node's
+ * unhandled-rejection bookkeeping; a forged-token flood should cost a plain throw.
+ */
+export function verifyTokenNow(
+  token: string,
+  registry: IssuerRegistry,
+  allowedIssuerIds: readonly string[],
+  now: number,
+): VerifiedToken | Promise<VerifiedToken> {
   const { header, claims } = parseCompact(token);
   const alg = checkHeader(header);
   const kid = header.kid as string | undefined;
@@ -67,8 +81,20 @@ export async function verifyToken(
     });
   }
   const pending = issuer.keys.getKey(kid === undefined ? { alg } : { alg, kid });
-  // Await only a refetch: the usual key at hand costs no extra microtask turn.
-  const key = pending instanceof Promise ? await pending : pending;
+  if (pending instanceof Promise) return pending.then((key) => checkWithKey(token, header, claims, issuer, key, now));
+  return checkWithKey(token, header, claims, issuer, pending, now);
+}
+
+function checkWithKey(
+  token: string,
+  header: Record<string, unknown>,
+  claims: Record<string, unknown>,
+  issuer: Issuer,
+  key: LoadedKey,
+  now: number,
+): VerifiedToken {
+  const alg = header.alg as string;
+  const kid = header.kid as string | undefined;
   checkSignature(token, key, alg);
   checkClaims(claims, issuer.config, now);
   const verifiedHeader: { alg: string; kid?: string; typ?: string } = { alg };

@@ -64,6 +64,17 @@ test('a token that shares a cached token\'s signature ending is verified on its 
   assert.equal(cache.size(), 1);
 });
 
+test('check() answers without a promise while the key is at hand: a hit, a fresh verification, a forged token', async () => {
+  const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
+  const token = await signerA.sign({ iss: ISS, exp: T0 + 60, sub: 'sync' });
+  const fresh = cache.check(token, []);
+  assert.ok(!(fresh instanceof Promise), 'a first verification with a known key is synchronous');
+  assert.equal(cache.check(token, []), fresh, 'and the next one is a synchronous hit');
+  const forged = token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+  assert.throws(() => cache.check(forged, []), code('ERR_TOKEN_SIGNATURE_INVALID'));
+  assert.throws(() => cache.check('not.a.jwt!', []), code('ERR_TOKEN_MALFORMED'));
+});
+
 test('an entry never outlives exp', async () => {
   const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
   const token = await signerA.sign({ iss: ISS, exp: T0 + 30 });
