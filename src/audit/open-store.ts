@@ -18,6 +18,8 @@ export interface OpenAuditStoreOptions {
   readonly readOnly?: boolean;
   /** Run `init()` (default true). */
   readonly init?: boolean;
+  /** SQLite: commit appends on a worker thread (the proxy; see sqlite-appender.ts). */
+  readonly appendOffThread?: boolean;
   /** PostgreSQL pool size. */
   readonly poolMax?: number;
   /** PostgreSQL connect timeout, ms. */
@@ -67,7 +69,7 @@ export async function openAuditStore(url: string, options: OpenAuditStoreOptions
   const readOnly = options.readOnly ?? false;
   const store =
     parsed.kind === 'sqlite'
-      ? createSqliteStore(parsed.path, { readOnly })
+      ? createSqliteStore(parsed.path, { readOnly, appendOffThread: options.appendOffThread ?? false })
       : createPostgresStore({
           connectionString: parsed.connectionString,
           schema: parsed.schema,

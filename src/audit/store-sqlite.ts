@@ -20,6 +20,7 @@ import { dirname } from 'node:path';
 import { GENESIS_HASH } from './chain.ts';
 import type { Checkpoint, PruneStatement } from './checkpoint.ts';
 import { AuditError } from './errors.ts';
+import { createSqliteAppender } from './sqlite-appender.ts';
 import { SCHEMA_VERSION, STORE_PAGE_SIZE, checkVersion, conflict } from './store.ts';
 import type { AppendBatch, AppendOptions, AppendResult, AuditStore, ChainTip, SeqRange, StoredEntry, TimeRange } from './store.ts';
 
@@ -81,6 +82,11 @@ export interface SqliteStoreOptions {
   readonly readOnly?: boolean;
   /** How long to wait for another process's write lock, ms (default 5000). */
   readonly busyTimeoutMs?: number;
+  /**
+   * Commit appends on a worker thread (sqlite-appender.ts) so their fsync never blocks the event loop: for
+   * the proxy. Ignored for read-only and in-memory stores (a second connection would see another database).
+   */
+  readonly appendOffThread?: boolean;
 }
 
 interface EntryRow {
@@ -159,6 +165,8 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
   } catch (cause) {
     throw new AuditError('ERR_AUDIT_STORE_UNAVAILABLE', `cannot open audit store sqlite:${path}: ${(cause as Error).message}`, { cause });
   }
+  const appender =
+    options.appendOffThread === true && !readOnly && path !== ':memory:' ? createSqliteAppender(path, options.busyTimeoutMs ?? 5000) : undefined;
   const cache = new Map<string, StatementSync>();
   const stmt = (sql: string): StatementSync => {
     let s = cache.get(sql);
@@ -208,6 +216,7 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     },
 
     async append(batch: AppendBatch, opts: AppendOptions = {}): Promise<AppendResult> {
+      if (appender !== undefined) return appender.append(batch, opts);
       const idempotent = opts.idempotent ?? false;
       const or = idempotent ? 'OR IGNORE ' : '';
       try {
@@ -417,6 +426,7 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     },
 
     async close() {
+      await appender?.close();
       cache.clear();
       if (db.isOpen) db.close();
     },

@@ -1,0 +1,61 @@
+/**
+ * SQLite appends committed on a worker thread: same store contract (order, idempotent replay, conflict code),
+ * readable at once through the main connection, and a verified chain through the real writer.
+ */
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createTrustedKeys, generateAuditKey } from '../../src/audit/keys.ts';
+import { openAuditStore } from '../../src/audit/open-store.ts';
+import { buildAuditRecord } from '../../src/audit/record.ts';
+import type { AppendBatch, AuditStore } from '../../src/audit/store.ts';
+import { verifyAudit } from '../../src/audit/verify.ts';
+import { createAuditWriter } from '../../src/audit/writer.ts';
+
+const KEY = generateAuditKey('audit-1');
+const trustedKeys = createTrustedKeys([{ kid: 'audit-1', publicKey: KEY.signer.publicKey }]);
+
+async function offThreadStore(t: TestContext): Promise<{ store: AuditStore; path: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-audit-appender-'));
+  const path = join(dir, 'audit.db');
+  const store = await openAuditStore(`sqlite:${path}`, { appendOffThread: true });
+  t.after(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { store, path };
+}
+
+test('a writer on the off-thread store produces a chain that verifies, read back through the main connection', async (t) => {
+  const { store } = await offThreadStore(t);
+  const writer = await createAuditWriter({ store, signer: KEY.signer, checkpointEvery: 10, batchMax: 7 });
+  for (let i = 0; i < 100; i++) writer.write(buildAuditRecord({ 'event.type': 'allowed', 'user.id': `u${i}` }));
+  const closed = await writer.close();
+  assert.equal(closed.unpersisted, 0);
+  const seqs: number[] = [];
+  for await (const e of store.entries(writer.chainId)) seqs.push(e.seq);
+  assert.deepEqual(seqs, Array.from({ length: closed.lastSeq }, (_, i) => i + 1), 'every record, in order');
+  assert.deepEqual((await verifyAudit({ store, trustedKeys })).findings, []);
+});
+
+test('idempotent replay skips identical rows and a different row under the same seq is ERR_AUDIT_CONFLICT', async (t) => {
+  const { store } = await offThreadStore(t);
+  const entry = { chainId: 'c1', seq: 1, prevHash: '0'.repeat(64), hash: 'a'.repeat(64), ts: 1_750_000_000_000, record: '{}' };
+  const batch: AppendBatch = { chains: [{ chainId: 'c1', startedAt: '2026-11-23T00:00:00.000Z' }], entries: [entry], checkpoints: [] };
+  assert.deepEqual(await store.append(batch), { inserted: 1, duplicates: 0 });
+  assert.deepEqual(await store.append(batch, { idempotent: true }), { inserted: 0, duplicates: 1 });
+  await assert.rejects(store.append({ entries: [{ ...entry, hash: 'b'.repeat(64) }], checkpoints: [] }, { idempotent: true }), {
+    name: 'AuditError',
+    code: 'ERR_AUDIT_CONFLICT',
+  });
+  assert.equal((await store.entryAt('c1', 1))?.hash, 'a'.repeat(64));
+});
+
+test('appends after close are refused as a store outage, not lost silently', async (t) => {
+  const { store } = await offThreadStore(t);
+  await store.close();
+  await assert.rejects(store.append({ entries: [], checkpoints: [] }), { name: 'AuditError' });
+});
