@@ -13,6 +13,9 @@ const MAX_LIMIT = 1000;
 
 export async function serveAuditQuery(method: string, query: string, res: ServerResponse, sink: AuditSink): Promise<number> {
   if (method !== 'GET') throw new ProxyError('ERR_METHOD_NOT_ALLOWED');
+  // Commits happen off the request path (a worker thread for SQLite, a pool for PostgreSQL): wait for what
+  // was answered before this query, so an auditor never misses a decision the proxy already made.
+  await sink.flush();
   const params = new URLSearchParams(query);
   const date = (name: string): Date | undefined => {
     const v = params.get(name);

@@ -51,6 +51,8 @@ export interface AuditSink {
   record(request: AuditedRequest): void;
   /** The client address for the record: X-Forwarded-For is believed only from configured hops. */
   clientIp(req: IncomingMessage, peer: string): string;
+  /** Resolves once every record written so far is stored (or spooled): the audit API reads its own writes. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -71,7 +73,8 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
     logqlLabels: config.redaction.logqlLabels,
     emails: config.redaction.emails,
   });
-  const store = await openAuditStore(config.store);
+  // Off the event loop: with SQLite's per-batch fsync on it, every request waited for the disk.
+  const store = await openAuditStore(config.store, { appendOffThread: true });
   const writer: AuditWriter = await createAuditWriter({
     store,
     signer,
@@ -137,6 +140,7 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
     store,
     redactor,
     admit: () => writer.admit(),
+    flush: () => writer.flush(),
     clientIp(req, peer) {
       if (!isTrusted(peer)) return peer;
       // Walk X-Forwarded-For from the right, skipping our own trusted hops: the first other address is
