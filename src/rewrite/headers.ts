@@ -93,7 +93,9 @@ export function newRequestId(): string {
 }
 
 export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy, ctx: HeaderContext): HeaderMap {
-  const out: HeaderMap = Object.create(null) as HeaderMap;
+  // A plain object (fast properties; null-prototype objects are dictionaries, ~3x slower to fill and for
+  // undici to read). `__proto__` is therefore never copied: assigning it would set the prototype.
+  const out: HeaderMap = {};
   const raw = req.rawHeaders;
   // Almost every client says nothing or just keep-alive/close, which name no other field: skip the parse.
   const connection = req.headers.connection;
@@ -101,10 +103,11 @@ export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy,
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
-    if (isHopByHop(name) || policy.drop.has(name) || (named.size > 0 && named.has(name))) continue;
+    if (isHopByHop(name) || policy.drop.has(name) || (named.size > 0 && named.has(name)) || name === '__proto__') continue;
     if (policy.dropPrefixes.length > 0 && policy.dropPrefixes.some((p) => name.startsWith(p))) continue;
+    // Own values only: `constructor`, `toString`... are valid header names and inherited functions here.
     const prev = out[name];
-    if (prev === undefined) out[name] = value;
+    if (typeof prev !== 'string' && !Array.isArray(prev)) out[name] = value;
     else if (Array.isArray(prev)) prev.push(value);
     else out[name] = [prev, value];
   }

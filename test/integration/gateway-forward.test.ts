@@ -144,6 +144,24 @@ test('hop-by-hop request headers are dropped, end-to-end ones kept', async () =>
   assert.equal(seen['x-keep'], 'yes');
 });
 
+test('header names that are Object.prototype members are forwarded like any other; __proto__ is dropped', async () => {
+  const socket = connect(Number(new URL(proxy.url).port), '127.0.0.1');
+  await once(socket, 'connect');
+  socket.write(
+    `GET /proto HTTP/1.1\r\nHost: forward.test\r\nAuthorization: Bearer ${token}\r\nconstructor: c1\r\ntoString: t1\r\n` +
+      'X-Dup: 1\r\nX-Dup: 2\r\n__proto__: p\r\nConnection: close\r\n\r\n',
+  );
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  assert.match(Buffer.concat(chunks).toString('latin1'), /^HTTP\/1\.1 200 /);
+  const raw = [...a.requests, ...b.requests].find((r) => r.url === '/proto')!.rawHeaders;
+  const values = (name: string) => raw.filter((_, i) => i % 2 === 1 && raw[i - 1]!.toLowerCase() === name);
+  assert.deepEqual(values('constructor'), ['c1']);
+  assert.deepEqual(values('tostring'), ['t1']);
+  assert.deepEqual(values('x-dup'), ['1', '2']);
+  assert.deepEqual(values('__proto__'), []);
+});
+
 test('a refused upstream is 502, a reset one 502, a silent one 504', async () => {
   const dead = await fetch(proxy.url + '/dead/x', { headers: auth() });
   assert.equal(dead.status, 502);
