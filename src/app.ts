@@ -68,11 +68,13 @@ export async function createApp(config: CompiledConfig, options: AppOptions = {}
     keepAliveTimeout: 65_000,
     // Bodies are streamed, never buffered; Node's own request-size limits stay in force for headers.
   });
+  // One listener function for every response ('close' fires once per response): nothing allocated per request.
+  const requestClosed = (): void => {
+    if (--inFlight === 0 && idle) idle();
+  };
   proxy.on('request', (req, res) => {
     inFlight++;
-    res.once('close', () => {
-      if (--inFlight === 0 && idle) idle();
-    });
+    res.on('close', requestClosed);
     void handleRequest(req, res, deps);
   });
   proxy.on('upgrade', (req, socket, head) => {
