@@ -1,34 +1,38 @@
 /**
- * SQLite appends on a worker thread. node:sqlite is synchronous and the store commits with synchronous=FULL
+ * SQLite writes on a worker thread. node:sqlite is synchronous and the store commits with synchronous=FULL
  * (one fsync of the WAL per batch): run on the event loop, every request waited for that fsync (bench, same
  * token, 50 connections: audited p50 19 ms, 2.4k req/s). The worker opens its own connection to the same WAL
- * database and runs the store's unchanged `append`; the main thread's connection keeps serving reads. The
- * audit writer awaits each append before the next, so commits keep the writer's order.
+ * database and runs the store's unchanged `append` and `prune`; the main thread's connection keeps serving
+ * reads. Both writes go through the one worker so they never wait on each other's lock from two connections,
+ * and the audit writer awaits each append before the next, so commits keep the writer's order.
  *
- * A worker that fails or exits rejects what it had in flight with ERR_AUDIT_STORE_UNAVAILABLE — to the
- * writer that is a store outage like any other (spool, fail-closed) — and the next append starts a new one.
+ * A worker that fails or exits rejects what was sent to it with ERR_AUDIT_STORE_UNAVAILABLE — to the writer
+ * that is a store outage like any other (spool, fail-closed) — and the next call starts a new one. Only that
+ * worker's calls are rejected: a replacement's call may already be committing.
  */
 import { Worker } from 'node:worker_threads';
 import { AuditError } from './errors.ts';
 import type { AuditErrorCode } from './errors.ts';
+import type { PruneStatement } from './checkpoint.ts';
 import type { AppendBatch, AppendOptions, AppendResult } from './store.ts';
+
+export type PruneResult = { records: number; checkpoints: number };
 
 export interface SqliteAppender {
   append(batch: AppendBatch, opts: AppendOptions): Promise<AppendResult>;
-  /** Stops the worker; appends still in flight are rejected (the caller drains first). */
+  prune(statement: PruneStatement): Promise<PruneResult>;
+  /** Stops the worker; calls still in flight are rejected (the caller drains first). */
   close(): Promise<void>;
 }
 
 /** The messages between this module and sqlite-append-worker.ts. */
-export interface AppendRequest {
-  readonly id: number;
-  readonly batch: AppendBatch;
-  readonly opts: AppendOptions;
-}
+export type AppendRequest =
+  | { readonly id: number; readonly op: 'append'; readonly batch: AppendBatch; readonly opts: AppendOptions }
+  | { readonly id: number; readonly op: 'prune'; readonly statement: PruneStatement };
 
 export interface AppendReply {
   readonly id: number;
-  readonly result?: AppendResult;
+  readonly result?: AppendResult | PruneResult;
   readonly error?: { readonly code: AuditErrorCode; readonly message: string };
 }
 
@@ -36,57 +40,77 @@ export interface WorkerConfig {
   readonly sqliteAppender: { readonly path: string; readonly busyTimeoutMs: number };
 }
 
+interface Pending {
+  readonly worker: Worker;
+  readonly resolve: (result: AppendResult | PruneResult) => void;
+  readonly reject: (error: AuditError) => void;
+}
+
+type Call = { readonly op: 'append'; readonly batch: AppendBatch; readonly opts: AppendOptions } | { readonly op: 'prune'; readonly statement: PruneStatement };
+
 export function createSqliteAppender(path: string, busyTimeoutMs: number): SqliteAppender {
   let worker: Worker | undefined;
   let closed = false;
   let nextId = 0;
-  const pending = new Map<number, { resolve: (r: AppendResult) => void; reject: (e: AuditError) => void }>();
+  const pending = new Map<number, Pending>();
 
-  const failAll = (message: string): void => {
-    for (const p of pending.values()) p.reject(new AuditError('ERR_AUDIT_STORE_UNAVAILABLE', `sqlite:${path}: ${message}`));
-    pending.clear();
+  const busy = (w: Worker): boolean => {
+    for (const p of pending.values()) if (p.worker === w) return true;
+    return false;
+  };
+  /** Rejects the calls sent to `w` (every call when `w` is undefined). */
+  const fail = (w: Worker | undefined, message: string): void => {
+    for (const [id, p] of pending) {
+      if (w !== undefined && p.worker !== w) continue;
+      pending.delete(id);
+      p.reject(new AuditError('ERR_AUDIT_STORE_UNAVAILABLE', `sqlite:${path}: ${message}`));
+    }
   };
 
   const start = (): Worker => {
     const w = new Worker(new URL('./sqlite-append-worker.ts', import.meta.url), { workerData: { sqliteAppender: { path, busyTimeoutMs } } satisfies WorkerConfig });
-    // Referenced only while an append is in flight: an idle appender never keeps the process alive.
+    // Referenced only while a call is in flight: an idle worker never keeps the process alive.
     w.unref();
     w.on('message', (reply: AppendReply) => {
       const p = pending.get(reply.id);
       if (p === undefined) return;
       pending.delete(reply.id);
-      if (pending.size === 0) w.unref();
+      if (!busy(w)) w.unref();
       if (reply.error !== undefined) p.reject(new AuditError(reply.error.code, reply.error.message));
       else p.resolve(reply.result!);
     });
+    // 'error' comes first and 'exit' a turn later; a replacement may be started in between.
     w.on('error', (error) => {
       if (worker === w) worker = undefined;
-      failAll(`append worker failed: ${error.message}`);
+      fail(w, `write worker failed: ${error.message}`);
     });
     w.on('exit', (code) => {
       if (worker === w) worker = undefined;
-      failAll(`append worker exited with code ${code}`);
+      fail(w, `write worker exited with code ${code}`);
     });
     return w;
   };
 
+  const call = (message: Call): Promise<AppendResult | PruneResult> => {
+    if (closed) return Promise.reject(new AuditError('ERR_AUDIT_STORE_UNAVAILABLE', `sqlite:${path}: the store is closed`));
+    const w = (worker ??= start());
+    const id = nextId++;
+    const { promise, resolve, reject } = Promise.withResolvers<AppendResult | PruneResult>();
+    if (!busy(w)) w.ref();
+    pending.set(id, { worker: w, resolve, reject });
+    w.postMessage({ id, ...message } satisfies AppendRequest);
+    return promise;
+  };
+
   return {
-    append(batch, opts) {
-      if (closed) return Promise.reject(new AuditError('ERR_AUDIT_STORE_UNAVAILABLE', `sqlite:${path}: the store is closed`));
-      const w = (worker ??= start());
-      const id = nextId++;
-      const { promise, resolve, reject } = Promise.withResolvers<AppendResult>();
-      pending.set(id, { resolve, reject });
-      if (pending.size === 1) w.ref();
-      w.postMessage({ id, batch, opts } satisfies AppendRequest);
-      return promise;
-    },
+    append: (batch, opts) => call({ op: 'append', batch, opts }) as Promise<AppendResult>,
+    prune: (statement) => call({ op: 'prune', statement }) as Promise<PruneResult>,
     async close() {
       closed = true;
       const w = worker;
       worker = undefined;
       if (w !== undefined) await w.terminate();
-      failAll('closed');
+      fail(undefined, 'closed');
     },
   };
 }

@@ -83,8 +83,8 @@ export interface SqliteStoreOptions {
   /** How long to wait for another process's write lock, ms (default 5000). */
   readonly busyTimeoutMs?: number;
   /**
-   * Commit appends on a worker thread (sqlite-appender.ts) so their fsync never blocks the event loop: for
-   * the proxy. Ignored for read-only and in-memory stores (a second connection would see another database).
+   * Commit appends and prunes on a worker thread (sqlite-appender.ts) so their fsync never blocks the event
+   * loop: for the proxy. Ignored for read-only and in-memory stores (a second connection would see another database).
    */
   readonly appendOffThread?: boolean;
 }
@@ -392,6 +392,7 @@ export function createSqliteStore(path: string, options: SqliteStoreOptions = {}
     },
 
     async prune(p: PruneStatement) {
+      if (appender !== undefined) return appender.prune(p);
       try {
         return transaction(() => {
           const boundary = stmt('SELECT 1 AS x FROM audit_checkpoints WHERE chain_id = ? AND seq = ? AND head_hash = ?').get(

@@ -6,12 +6,15 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTrustedKeys, generateAuditKey } from '../../src/audit/keys.ts';
 import { openAuditStore } from '../../src/audit/open-store.ts';
 import { buildAuditRecord } from '../../src/audit/record.ts';
 import type { AppendBatch, AuditStore } from '../../src/audit/store.ts';
+import { pruneAudit } from '../../src/audit/prune.ts';
+import { createSqliteStore } from '../../src/audit/store-sqlite.ts';
 import { verifyAudit } from '../../src/audit/verify.ts';
 import { createAuditWriter } from '../../src/audit/writer.ts';
 
@@ -58,4 +61,42 @@ test('appends after close are refused as a store outage, not lost silently', asy
   const { store } = await offThreadStore(t);
   await store.close();
   await assert.rejects(store.append({ entries: [], checkpoints: [] }), { name: 'AuditError' });
+});
+
+test('a prune runs on the same worker as the appends, and what remains verifies', async (t) => {
+  const { store } = await offThreadStore(t);
+  let clock = Date.parse('2025-02-01T00:00:00.000Z');
+  const writer = await createAuditWriter({ store, signer: KEY.signer, checkpointEvery: 10, checkpointIntervalMs: 3_600_000, now: () => (clock += 1000) });
+  for (let i = 0; i < 35; i++) writer.write(buildAuditRecord({ '@timestamp': clock, 'event.type': 'allowed', 'user.id': `a${i}` }));
+  await writer.close();
+  let cut = 0;
+  for await (const cp of store.checkpoints(writer.chainId, { fromSeq: 20, toSeq: 20 })) cut = Date.parse(cp.time) + 1;
+  const report = await pruneAudit({ store, signer: KEY.signer, trustedKeys, before: new Date(cut) });
+  assert.deepEqual(report.pruned.map((p) => [p.fromSeq, p.throughSeq]), [[1, 20]]);
+  const first = await store.entries(writer.chainId)[Symbol.asyncIterator]().next();
+  assert.equal((first.value as { seq: number }).seq, 21);
+  assert.deepEqual((await verifyAudit({ store, trustedKeys })).findings, []);
+});
+
+test('a write refused while another connection holds the lock fails alone; the next one commits and is reported', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-audit-appender-'));
+  const path = join(dir, 'audit.db');
+  const store = createSqliteStore(path, { appendOffThread: true, busyTimeoutMs: 50 });
+  await store.init();
+  const other = new DatabaseSync(path);
+  t.after(async () => {
+    other.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const entry = (seq: number) => ({ chainId: 'c1', seq, prevHash: '0'.repeat(64), hash: String(seq).repeat(64).slice(0, 64), ts: 1_750_000_000_000, record: '{}' });
+  other.exec('BEGIN IMMEDIATE');
+  await assert.rejects(store.append({ chains: [{ chainId: 'c1', startedAt: '2026-11-23T00:00:00.000Z' }], entries: [entry(1)], checkpoints: [] }), {
+    name: 'AuditError',
+    code: 'ERR_AUDIT_STORE_UNAVAILABLE',
+    message: /locked|busy/i,
+  });
+  other.exec('COMMIT');
+  assert.deepEqual(await store.append({ chains: [{ chainId: 'c1', startedAt: '2026-11-23T00:00:00.000Z' }], entries: [entry(1)], checkpoints: [] }), { inserted: 1, duplicates: 0 });
+  assert.equal((await store.entryAt('c1', 1))?.seq, 1);
 });
