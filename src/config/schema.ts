@@ -48,7 +48,22 @@ const origin = z.string().refine((value) => {
 const headerName = z
   .string()
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected an HTTP header name (RFC 9110 token)')
+  // Header sets are plain objects on the request path, where this name would set the prototype instead.
+  .refine((value) => value !== '__proto__', 'the header name __proto__ is not supported')
   .transform((value) => value.toLowerCase());
+
+/**
+ * A map keyed by header names. zod drops a `__proto__` key without a word; refuse it instead, at its
+ * position, so a configured header is never silently ignored.
+ */
+function headerRecord<T extends z.ZodType>(record: T) {
+  return z.preprocess((value, ctx) => {
+    if (value !== null && typeof value === 'object' && Object.keys(value).some((k) => k.toLowerCase() === '__proto__')) {
+      ctx.addIssue({ code: 'custom', message: 'the header name __proto__ is not supported', path: ['__proto__'] });
+    }
+    return value;
+  }, record);
+}
 
 /** Algorithms a JWS may use. `none` is not in the list, so no configuration can allow it. */
 export const ALGORITHMS = [
@@ -152,9 +167,9 @@ const route = z.strictObject({
   audit_api: z.boolean().default(false),
   rewrite_prefix: z.string().optional(),
   strip_authorization: z.boolean().default(true),
-  claims_to_headers: z.record(headerName, z.string().min(1)).default({}),
+  claims_to_headers: headerRecord(z.record(headerName, z.string().min(1))).default({}),
   /** Header name (optionally templated after a fixed `prefix-`) -> value template. */
-  set_headers: z.record(z.string().min(1), z.string()).default({}),
+  set_headers: headerRecord(z.record(z.string().min(1), z.string())).default({}),
   environment: z.string().min(1).optional(),
   require: requirement.optional(),
   allow: z.string().min(1).optional(),

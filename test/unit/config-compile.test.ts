@@ -141,6 +141,25 @@ test('cross references, key files and algorithms are checked at compile time', a
   }
 });
 
+test('__proto__ is refused as a header name, with its position', async () => {
+  const text = [
+    'issuers: { a: { issuer: https://a, jwks_uri: https://a/jwks } }',
+    'upstreams: { api: { targets: ["http://127.0.0.1:1"] } }',
+    'routes:',
+    '  - id: r',
+    '    match: { path_prefix: / }',
+    '    upstream: api',
+    '    set_headers: { __proto__: "{{claims.sub}}" }',
+    '  - id: s',
+    '    match: { path_prefix: /s/ }',
+    '    upstream: api',
+    '    auth: { from: [{ header: __proto__ }] }',
+  ].join('\n');
+  const problems = await problemsOf(text);
+  assert.ok(problems.some((p) => /^\/cfg\/p\.yaml:7:.*__proto__ is not supported/.test(p)), problems.join('\n'));
+  assert.ok(problems.some((p) => /^\/cfg\/p\.yaml:11:.*__proto__ is not supported/.test(p)), problems.join('\n'));
+});
+
 test('${ENV} is substituted; an unset variable is an error with its position', async () => {
   const text = VALID.replace('https://idp.example.com/jwks', '${JWKS_URL}');
   const c = await compileText(text, { JWKS_URL: 'https://other.example.com/keys' });
