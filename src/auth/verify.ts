@@ -196,9 +196,20 @@ function selectIssuer(
 /** The one place a signature is checked. */
 function checkSignature(token: string, key: LoadedKey, alg: string): void {
   const dot = token.lastIndexOf('.');
-  if (!verifySignature(token.slice(0, dot), Buffer.from(token.slice(dot + 1), 'base64url'), key, alg)) {
-    throw new ProxyError('ERR_TOKEN_SIGNATURE_INVALID', { detail: `signature does not verify with ${key.kid ? `kid ${key.kid}` : 'the issuer key'}` });
+  if (!verifySignature(token.slice(0, dot), Buffer.from(token.slice(dot + 1), 'base64url'), key, alg)) throw signatureError(key);
+}
+
+// A forged-token flood is answered with the same error per key: it carries nothing of the token, nobody
+// mutates it, and it saves building an Error on the path an attacker can drive hardest.
+const SIGNATURE_ERRORS = new WeakMap<LoadedKey, ProxyError>();
+
+function signatureError(key: LoadedKey): ProxyError {
+  let error = SIGNATURE_ERRORS.get(key);
+  if (error === undefined) {
+    error = new ProxyError('ERR_TOKEN_SIGNATURE_INVALID', { detail: `signature does not verify with ${key.kid ? `kid ${key.kid}` : 'the issuer key'}` });
+    SIGNATURE_ERRORS.set(key, error);
   }
+  return error;
 }
 
 /**
