@@ -7,12 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { getClaim } from '../policy/claim-path.ts';
-import { connectionTokens, isHopByHop } from '../upstream/hop-by-hop.ts';
+import { droppedByConnection, isHopByHop } from '../upstream/hop-by-hop.ts';
 import type { HeaderTemplate, RouteConfig, TokenLocation } from '../config/types.ts';
 
 export type HeaderMap = Record<string, string | string[]>;
 
-const NO_TOKENS: ReadonlySet<string> = new Set();
 
 /** Compiled once per route: names dropped from every request on it. */
 export interface HeaderPolicy {
@@ -97,13 +96,11 @@ export function buildUpstreamHeaders(req: IncomingMessage, policy: HeaderPolicy,
   // undici to read). `__proto__` is therefore never copied: assigning it would set the prototype.
   const out: HeaderMap = {};
   const raw = req.rawHeaders;
-  // Almost every client says nothing or just keep-alive/close, which name no other field: skip the parse.
-  const connection = req.headers.connection;
-  const named = connection === undefined || connection === 'keep-alive' || connection === 'close' ? NO_TOKENS : connectionTokens(connection);
+  const named = droppedByConnection(req.headers.connection);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     const value = raw[i + 1]!;
-    if (isHopByHop(name) || policy.drop.has(name) || (named.size > 0 && named.has(name)) || name === '__proto__') continue;
+    if (isHopByHop(name) || policy.drop.has(name) || named?.has(name) === true || name === '__proto__') continue;
     if (policy.dropPrefixes.length > 0 && policy.dropPrefixes.some((p) => name.startsWith(p))) continue;
     // Own values only: `constructor`, `toString`... are valid header names and inherited functions here.
     const prev = out[name];

@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Dispatcher } from 'undici';
 import { ProxyError } from '../errors.ts';
 import type { ErrorCode } from '../errors.ts';
-import { connectionTokens, isHopByHop } from './hop-by-hop.ts';
+import { droppedByConnection, isHopByHop } from './hop-by-hop.ts';
 import type { UpstreamTarget } from './pool.ts';
 
 /** What to send upstream. Built by the pipeline from the client request. */
@@ -22,7 +22,7 @@ export interface ForwardRequest {
   path: string;
   /**
    * Request header fields, already cleaned by the caller: lower-case names (as in
-   * `IncomingMessage.headers`), no hop-by-hop fields (see `isHopByHop`/`connectionTokens`), `host` set.
+   * `IncomingMessage.headers`), no hop-by-hop fields (see `isHopByHop`/`droppedByConnection`), `host` set.
    * Keep `content-length` when the client sent one. `expect` is dropped here (see `forwardRequest`).
    */
   headers: Record<string, string | string[]>;
@@ -284,12 +284,7 @@ function withoutExpect(headers: Record<string, string | string[]>): Record<strin
 
 /** Copies the end-to-end response fields (RFC 9110 §7.6.1). */
 function responseHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const connection = headers.connection;
-  // Almost every upstream says just `keep-alive` or `close`, which name no other field: skip the parse.
-  const named =
-    connection === undefined || connection === 'keep-alive' || connection === 'close'
-      ? undefined
-      : connectionTokens(connection);
+  const named = droppedByConnection(headers.connection);
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
     const value = headers[name];

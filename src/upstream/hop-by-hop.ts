@@ -61,6 +61,21 @@ export function connectionTokens(value: string | string[] | undefined): Set<stri
   return tokens;
 }
 
+
+/**
+ * The names `Connection` asks a proxy to drop, or undefined when it asks for nothing beyond the hop-by-hop
+ * fields (absent, or just `keep-alive` / `close`: what almost every peer sends), so that the common case
+ * skips the parse. Combine with {@link isHopByHop}.
+ *
+ * @example
+ * droppedByConnection('keep-alive');           // undefined
+ * droppedByConnection('keep-alive, X-Trace');  // Set { 'keep-alive', 'x-trace' }
+ */
+export function droppedByConnection(value: string | string[] | undefined): ReadonlySet<string> | undefined {
+  if (value === undefined || value === 'keep-alive' || value === 'close') return undefined;
+  return connectionTokens(value);
+}
+
 function addTokens(value: string, into: Set<string>): void {
   // RFC 9110 §5.6.1: a list, with optional whitespace around commas and empty elements allowed.
   let start = 0;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { connectionTokens, isHopByHop } from '../../src/upstream/hop-by-hop.ts';
+import { connectionTokens, droppedByConnection, isHopByHop } from '../../src/upstream/hop-by-hop.ts';
 
 describe('isHopByHop', () => {
   const cases: Array<[string, boolean]> = [
@@ -53,4 +53,14 @@ describe('connectionTokens', () => {
       assert.deepEqual([...connectionTokens(value)], expected);
     });
   }
+});
+
+describe('droppedByConnection', () => {
+  test('is undefined when Connection names nothing beyond the hop-by-hop fields', () => {
+    for (const value of [undefined, 'keep-alive', 'close']) assert.equal(droppedByConnection(value), undefined);
+  });
+  test('parses any other value like connectionTokens', () => {
+    assert.deepEqual([...droppedByConnection('keep-alive, X-Trace')!], ['keep-alive', 'x-trace']);
+    assert.deepEqual([...droppedByConnection(['close', 'x-a'])!], ['close', 'x-a']);
+  });
 });
