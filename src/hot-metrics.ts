@@ -56,45 +56,80 @@ function ownLabels<L extends string>(names: readonly L[], labels: Labels<L>): Re
   return own;
 }
 
-export class HotCounter<L extends string> {
+/**
+ * The series of one metric by label values, shared by both metric kinds: the previous call's series is
+ * reused while the labels repeat (a proxy mostly sees the same route and status many times in a row), any
+ * other is one Map lookup on the joined values, created on first use.
+ */
+class SeriesTable<L extends string, S extends { readonly labels: Record<string, string> }> {
+  readonly #names: readonly L[];
+  readonly #create: (labels: Record<string, string>) => S;
+  readonly #series = new Map<string, S>();
+  #last: S | undefined;
+
+  constructor(names: readonly L[], create: (labels: Record<string, string>) => S) {
+    this.#names = names;
+    this.#create = create;
+  }
+
+  find(labels: Labels<L>): S {
+    const last = this.#last;
+    if (last !== undefined && sameLabels(this.#names, last.labels, labels)) return last;
+    const key = keyOf(this.#names, labels);
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      series = this.#create(ownLabels(this.#names, labels));
+      this.#series.set(key, series);
+    }
+    this.#last = series;
+    return series;
+  }
+
+  values(): IterableIterator<S> {
+    return this.#series.values();
+  }
+
+  clear(): void {
+    this.#series.clear();
+    this.#last = undefined;
+  }
+}
+
+/** What both metric kinds share: identity, registration and prom-client's `resetMetrics()` contract. */
+abstract class HotMetric<L extends string, S extends { readonly labels: Record<string, string> }> {
   readonly name: string;
   readonly help: string;
-  readonly type = 'counter';
   readonly aggregator = 'sum';
-  readonly #labelNames: readonly L[];
-  readonly #series = new Map<string, { labels: Record<string, string>; value: number }>();
-  /** The series of the previous call: a proxy mostly sees the same route and status many times in a row. */
-  #last: { labels: Record<string, string>; value: number } | undefined;
+  protected readonly series: SeriesTable<L, S>;
 
-  constructor(options: Options<L>) {
+  constructor(options: Options<L>, create: (labels: Record<string, string>) => S) {
     this.name = options.name;
     this.help = options.help;
-    this.#labelNames = options.labelNames;
+    this.series = new SeriesTable(options.labelNames, create);
     for (const registry of options.registers) registry.registerMetric(this as never);
   }
 
-  inc(labels: Labels<L>, value = 1): void {
-    const last = this.#last;
-    if (last !== undefined && sameLabels(this.#labelNames, last.labels, labels)) {
-      last.value += value;
-      return;
-    }
-    const key = keyOf(this.#labelNames, labels);
-    let series = this.#series.get(key);
-    if (series !== undefined) series.value += value;
-    else this.#series.set(key, (series = { labels: ownLabels(this.#labelNames, labels), value }));
-    this.#last = series;
+  reset(): void {
+    this.series.clear();
   }
 
-  /** prom-client's `Registry.resetMetrics()` contract. */
-  reset(): void {
-    this.#series.clear();
-    this.#last = undefined;
+  abstract get(): Promise<MetricSnapshot>;
+}
+
+export class HotCounter<L extends string> extends HotMetric<L, { readonly labels: Record<string, string>; value: number }> {
+  readonly type = 'counter';
+
+  constructor(options: Options<L>) {
+    super(options, (labels) => ({ labels, value: 0 }));
+  }
+
+  inc(labels: Labels<L>, value = 1): void {
+    this.series.find(labels).value += value;
   }
 
   async get(): Promise<MetricSnapshot> {
     const values: MetricValue[] = [];
-    for (const { labels, value } of this.#series.values()) values.push({ value, labels: { ...labels } });
+    for (const { labels, value } of this.series.values()) values.push({ value, labels: { ...labels } });
     return { name: this.name, help: this.help, type: 'counter', values, aggregator: 'sum' };
   }
 }
@@ -107,37 +142,20 @@ interface HistogramSeries {
   count: number;
 }
 
-export class HotHistogram<L extends string> {
-  readonly name: string;
-  readonly help: string;
+export class HotHistogram<L extends string> extends HotMetric<L, HistogramSeries> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
-  readonly #labelNames: readonly L[];
   readonly #bounds: readonly number[];
-  readonly #series = new Map<string, HistogramSeries>();
-  #last: HistogramSeries | undefined;
 
   constructor(options: Options<L> & { readonly buckets: readonly number[] }) {
-    this.name = options.name;
-    this.help = options.help;
-    this.#labelNames = options.labelNames;
-    this.#bounds = [...options.buckets].sort((a, b) => a - b);
-    for (const registry of options.registers) registry.registerMetric(this as never);
+    const bounds = [...options.buckets].sort((a, b) => a - b);
+    super(options, (labels) => ({ labels, counts: new Float64Array(bounds.length + 1), sum: 0, count: 0 }));
+    this.#bounds = bounds;
   }
 
   observe(labels: Labels<L>, value: number): void {
     // A NaN would poison the sum forever; prom-client throws, a request path must not.
     if (!Number.isFinite(value)) return;
-    let series = this.#last;
-    if (series === undefined || !sameLabels(this.#labelNames, series.labels, labels)) {
-      const key = keyOf(this.#labelNames, labels);
-      series = this.#series.get(key);
-      if (series === undefined) {
-        series = { labels: ownLabels(this.#labelNames, labels), counts: new Float64Array(this.#bounds.length + 1), sum: 0, count: 0 };
-        this.#series.set(key, series);
-      }
-      this.#last = series;
-    }
+    const series = this.series.find(labels);
     const bounds = this.#bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;
@@ -146,16 +164,10 @@ export class HotHistogram<L extends string> {
     series.count += 1;
   }
 
-  /** prom-client's `Registry.resetMetrics()` contract. */
-  reset(): void {
-    this.#series.clear();
-    this.#last = undefined;
-  }
-
   async get(): Promise<MetricSnapshot> {
     const values: MetricValue[] = [];
     const bucket = `${this.name}_bucket`;
-    for (const series of this.#series.values()) {
+    for (const series of this.series.values()) {
       let cumulative = 0;
       for (let i = 0; i < this.#bounds.length; i++) {
         cumulative += series.counts[i]!;
