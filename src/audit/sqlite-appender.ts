@@ -14,9 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { AuditError } from './errors.ts';
 import type { AuditErrorCode } from './errors.ts';
 import type { PruneStatement } from './checkpoint.ts';
-import type { AppendBatch, AppendOptions, AppendResult } from './store.ts';
-
-export type PruneResult = { records: number; checkpoints: number };
+import type { AppendBatch, AppendOptions, AppendResult, PruneResult } from './store.ts';
 
 export interface SqliteAppender {
   append(batch: AppendBatch, opts: AppendOptions): Promise<AppendResult>;
@@ -25,10 +23,11 @@ export interface SqliteAppender {
   close(): Promise<void>;
 }
 
+/** What the worker is asked to do. */
+type Call = { readonly op: 'append'; readonly batch: AppendBatch; readonly opts: AppendOptions } | { readonly op: 'prune'; readonly statement: PruneStatement };
+
 /** The messages between this module and sqlite-append-worker.ts. */
-export type AppendRequest =
-  | { readonly id: number; readonly op: 'append'; readonly batch: AppendBatch; readonly opts: AppendOptions }
-  | { readonly id: number; readonly op: 'prune'; readonly statement: PruneStatement };
+export type AppendRequest = Call & { readonly id: number };
 
 export interface AppendReply {
   readonly id: number;
@@ -45,8 +44,6 @@ interface Pending {
   readonly resolve: (result: AppendResult | PruneResult) => void;
   readonly reject: (error: AuditError) => void;
 }
-
-type Call = { readonly op: 'append'; readonly batch: AppendBatch; readonly opts: AppendOptions } | { readonly op: 'prune'; readonly statement: PruneStatement };
 
 export function createSqliteAppender(path: string, busyTimeoutMs: number): SqliteAppender {
   let worker: Worker | undefined;

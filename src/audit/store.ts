@@ -48,6 +48,12 @@ export interface AppendResult {
   readonly duplicates: number;
 }
 
+/** What one `prune` deleted. */
+export interface PruneResult {
+  readonly records: number;
+  readonly checkpoints: number;
+}
+
 export interface SeqRange {
   /** Inclusive; default 1. */
   readonly fromSeq?: number;
@@ -103,7 +109,7 @@ export interface AuditStore {
    * Stores the prune statement and deletes records 1..throughSeq and checkpoints before throughSeq of its
    * chain, in one transaction. The store refuses unless a checkpoint at throughSeq has head = lastHash.
    */
-  prune(statement: PruneStatement): Promise<{ records: number; checkpoints: number }>;
+  prune(statement: PruneStatement): Promise<PruneResult>;
   close(): Promise<void>;
 }
 

@@ -91,7 +91,7 @@ export function createKeySource(parts: {
 }): KeySource {
   const staticKeys = Object.freeze([...parts.staticKeys]);
   const remote = parts.remote;
-  const allKeys = (): readonly LoadedKey[] => (remote === undefined ? staticKeys : [...staticKeys, ...remote.keys()]);
+  const allKeys = (remoteKeys = remote?.keys()): readonly LoadedKey[] => (remoteKeys === undefined ? staticKeys : [...staticKeys, ...remoteKeys]);
 
   const unknown = (header: { alg: string; kid?: string }, pick: KeyPick): ProxyError =>
     new ProxyError('ERR_TOKEN_KEY_UNKNOWN', {
@@ -132,7 +132,7 @@ export function createKeySource(parts: {
       const id = header.kid === undefined ? header.alg : `${header.alg} ${header.kid}`;
       const known = picks.get(id);
       if (known !== undefined) return known;
-      const pick = pickKey(remoteKeys === undefined ? staticKeys : [...staticKeys, ...remoteKeys], header);
+      const pick = pickKey(allKeys(remoteKeys), header);
       if (pick.found !== undefined) {
         if (picks.size < MAX_REMEMBERED_PICKS) picks.set(id, pick.found);
         return pick.found;
