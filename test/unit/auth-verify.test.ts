@@ -290,6 +290,37 @@ test('header URLs (jku, x5u) were never fetched', () => {
   assert.equal(headerUrlHits, 0);
 });
 
+test('strict base64url: every character outside the alphabet, in any segment, is refused as malformed', async () => {
+  // The parser checks strictness around Node's lenient decoder (lengths, '+', '/'); this compares its
+  // verdict with the plain definition on generated tokens: a valid token with one character inserted or
+  // replaced. A mutant inside the alphabet must not be called "not base64url" (it fails later, on JSON or
+  // the signature); one outside must be, whatever the character and wherever it lands.
+  const STRICT = /^[A-Za-z0-9_-]*$/;
+  const outside = ['+', '/', '=', ' ', '\t', '%', '.', '$', '\u0000', '\u007f', '\u00e9', '\u00ff', '\u0100', '\u3000', '\ud83d\ude00'];
+  const inside = 'AZaz09-_Q';
+  const base = rsa.sign(good());
+  let seed = 42;
+  const next = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  for (let i = 0; i < 600; i++) {
+    const pool = i % 3 === 0 ? inside : outside;
+    const char = typeof pool === 'string' ? pool[next(pool.length)]! : pool[next(pool.length)]!;
+    const at = next(base.length + 1);
+    const token = i % 2 === 0 ? base.slice(0, at) + char + base.slice(at) : base.slice(0, at) + char + base.slice(at + 1);
+    const segments = token.split('.');
+    const strict = segments.length === 3 && segments.every((seg, n) => (seg !== '' || n === 2) && STRICT.test(seg) && seg.length % 4 !== 1);
+    const error = await verifyToken(token, registry, [], NOW).then(() => undefined, (e: unknown) => e);
+    // A mutant inside the alphabet may still verify: the same character again, or one that differs only in
+    // the unused low bits of the signature's last character (RFC 4648 §3.5 leaves rejecting those optional).
+    if (error === undefined && strict) continue;
+    assert.ok(isProxyError(error), `mutant ${i} verified: ${JSON.stringify(char)} at ${at}`);
+    const notBase64url = error.code === 'ERR_TOKEN_MALFORMED' && /not base64url|segments instead of 3/.test(error.detail ?? '');
+    assert.equal(notBase64url, !strict, `mutant ${i} (${JSON.stringify(char)} at ${at}): ${error.code} ${error.detail}`);
+  }
+});
+
 test('a verified token reports claims, header and expiry', async () => {
   const token = ec.sign(good({ roles: ['r'] }));
   const verified = await verifyToken(token, registry, [], NOW);
