@@ -14,7 +14,7 @@ export interface ExtractedToken {
   readonly from: TokenLocation;
 }
 
-type Found = { where: string; token: string; from: TokenLocation };
+type Found = ExtractedToken;
 
 /**
  * Returns the one token of the request with its location, or undefined when no configured location
@@ -48,15 +48,16 @@ export function extractToken(
     else if (location.kind === 'cookie') collectFromCookies(req.rawHeaders, location, found);
     else {
       params ??= new URLSearchParams(query);
-      for (const token of params.getAll(location.name)) found.push({ where: `query ${location.name}`, token, from: location });
+      for (const token of params.getAll(location.name)) found.push({ token, from: location });
     }
   }
   const [only, second] = found;
   if (only === undefined) return undefined;
   if (second !== undefined) {
-    throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `tokens in ${found.map((f) => f.where).join(', ')}` });
+    throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `tokens in ${found.map((f) => whereOf(f.from)).join(', ')}` });
   }
-  return { token: checkToken(only.token, only.where, maxTokenBytes), from: only.from };
+  checkToken(only, maxTokenBytes);
+  return only;
 }
 
 function sameLocation(a: TokenLocation, b: TokenLocation): boolean {
@@ -68,22 +69,38 @@ function collectFromHeader(
   location: Extract<TokenLocation, { kind: 'header' }>,
   found: Found[],
 ): void {
-  const wanted = location.name.toLowerCase();
+  const wanted = location.name;
   let occurrences = 0;
-  const tokens: string[] = [];
+  let tokens = 0;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i]!;
-    if (name.length !== wanted.length || name.toLowerCase() !== wanted) continue;
+    if (!equalsLowerCase(rawHeaders[i]!, wanted)) continue;
     occurrences += 1;
     const token = stripPrefix(rawHeaders[i + 1] ?? '', location.prefix);
-    if (token !== undefined) tokens.push(token);
+    if (token !== undefined) {
+      tokens += 1;
+      found.push({ token, from: location });
+    }
   }
   // Any repetition next to a token is ambiguous, even `Basic` + `Bearer`: RFC 9110 §11.6.2 makes
   // Authorization a single credential, and the upstream may read the other copy.
-  if (tokens.length > 0 && occurrences > 1) {
+  if (tokens > 0 && occurrences > 1) {
     throw new ProxyError('ERR_TOKEN_AMBIGUOUS', { detail: `header ${wanted} repeated` });
   }
-  for (const token of tokens) found.push({ where: `header ${wanted}`, token, from: location });
+}
+
+/** `name` equals `lower` (a lower-case header name) but for ASCII case, without building a lower-cased copy. */
+function equalsLowerCase(name: string, lower: string): boolean {
+  if (name.length !== lower.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c !== lower.charCodeAt(i) && (c < 65 || c > 90 || c + 32 !== lower.charCodeAt(i))) return false;
+  }
+  return true;
+}
+
+/** Where a token was found, for error details: `header authorization`, `cookie session`, `query token`. */
+function whereOf(location: TokenLocation): string {
+  return `${location.kind} ${location.name}`;
 }
 
 /**
@@ -112,7 +129,7 @@ function collectFromCookies(
 ): void {
   const name = location.name;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    if (rawHeaders[i]?.toLowerCase() !== 'cookie') continue;
+    if (!equalsLowerCase(rawHeaders[i]!, 'cookie')) continue;
     // RFC 6265 §5.4: `name=value` pairs separated by "; " (HTTP/2 may split them over several fields,
     // RFC 9113 §8.2.3, so every Cookie field is read).
     for (const pair of (rawHeaders[i + 1] ?? '').split(';')) {
@@ -121,17 +138,17 @@ function collectFromCookies(
       let token = pair.slice(eq + 1).trim();
       // RFC 6265 §4.1.1: a cookie-value may be wrapped in DQUOTEs that are not part of the value.
       if (token.length >= 2 && token.startsWith('"') && token.endsWith('"')) token = token.slice(1, -1);
-      if (token !== '') found.push({ where: `cookie ${name}`, token, from: location });
+      if (token !== '') found.push({ token, from: location });
     }
   }
 }
 
-function checkToken(token: string, where: string, maxTokenBytes: number): string {
-  if (Buffer.byteLength(token, 'utf8') > maxTokenBytes) {
-    throw new ProxyError('ERR_TOKEN_TOO_LARGE', { detail: `${where}: over ${maxTokenBytes} bytes` });
+function checkToken({ token, from }: ExtractedToken, maxTokenBytes: number): void {
+  // UTF-8 takes 1 to 3 bytes per UTF-16 code unit, so the length alone settles every usual token.
+  if (token.length > maxTokenBytes || (token.length * 3 > maxTokenBytes && Buffer.byteLength(token, 'utf8') > maxTokenBytes)) {
+    throw new ProxyError('ERR_TOKEN_TOO_LARGE', { detail: `${whereOf(from)}: over ${maxTokenBytes} bytes` });
   }
-  if (token === '') throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${where}: empty token` });
+  if (token === '') throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${whereOf(from)}: empty token` });
   // RFC 6750 §2.1 b64token has no whitespace; "Bearer a b" or "Bearer a, Bearer b" is not one token.
-  if (/\s/.test(token)) throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${where}: whitespace in the token` });
-  return token;
+  if (/\s/.test(token)) throw new ProxyError('ERR_TOKEN_MALFORMED', { detail: `${whereOf(from)}: whitespace in the token` });
 }

@@ -64,6 +64,12 @@ const CASES: Case[] = [
   { name: 'exactly at the size limit', headers: [`Authorization: Bearer ${'a'.repeat(MAX)}`], want: found('a'.repeat(MAX), 'header:authorization') },
   { name: 'one byte over the size limit', headers: [`Authorization: Bearer ${'a'.repeat(MAX + 1)}`], want: { code: 'ERR_TOKEN_TOO_LARGE' } },
   { name: 'query over the size limit', path: `/x?access_token=${'a'.repeat(MAX + 1)}`, want: { code: 'ERR_TOKEN_TOO_LARGE' } },
+  // The limit is in UTF-8 bytes: 32 × é is 32 characters but 64 bytes, 33 × é is 66.
+  { name: 'multi-byte token exactly at the byte limit', path: `/x?access_token=${'%C3%A9'.repeat(MAX / 2)}`, want: found('é'.repeat(MAX / 2), 'query:access_token') },
+  { name: 'multi-byte token over the byte limit with fewer characters than the limit', path: `/x?access_token=${'%C3%A9'.repeat(MAX / 2 + 1)}`, want: { code: 'ERR_TOKEN_TOO_LARGE' } },
+  { name: 'header name in any case', headers: ['AUTHORIZATION: Bearer a'], want: found('a', 'header:authorization') },
+  { name: 'header name in mixed case, repeated', headers: ['aUtHoRiZaTiOn: Bearer a', 'Authorization: Bearer a'], want: { code: 'ERR_TOKEN_AMBIGUOUS' } },
+  { name: 'a name of the same length is another header', headers: ['Authorizatioo: Bearer a'], want: undefined },
 ];
 
 let server: Server;

@@ -35,6 +35,11 @@ routes:
     claims_to_headers: { X-User: sub, x-roles: "realm_access.roles", x-ns: "[https://example.com/roles]" }
 `;
 
+test('a token header name is compiled lower-case, as the extractor compares it', async () => {
+  const c = await compileText(VALID.replace('    upstream: api\n', '    upstream: api\n    auth: { from: [{ header: X-Api-Token, prefix: "" }] }\n'));
+  assert.deepEqual(c.routes[0]!.auth.from, [{ kind: 'header', name: 'x-api-token', prefix: '' }]);
+});
+
 test('a valid config compiles with documented defaults, frozen', async () => {
   const c = await compileText(VALID);
   assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8080 });
