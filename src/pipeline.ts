@@ -10,6 +10,7 @@ import { extractToken } from './auth/extract.ts';
 import type { ExtractedToken } from './auth/extract.ts';
 import type { VerifiedToken } from './auth/verify.ts';
 import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
+import type { ErrorCode } from './errors.ts';
 import { checkEnvironment } from './policy/environment.ts';
 import { evaluatePolicy } from './policy/evaluate.ts';
 import type { RuleTrace } from './policy/evaluate.ts';
@@ -301,10 +302,9 @@ function toProxyError(error: unknown, logger: Logger, requestId: string): ProxyE
   return new ProxyError('ERR_INTERNAL', { cause: error });
 }
 
-/** The JSON body and headers of an error answer (RFC 6750 §3 challenge when relevant). */
-export function errorAnswer(error: ProxyError, ex: { requestId: string; eventId: string }, realm: string): { headers: Record<string, string>; body: string } {
+/** The JSON body and headers of an error answer (RFC 6750 §3 challenge when relevant); `bytes` is the body's length. */
+export function errorAnswer(error: ProxyError, ex: { requestId: string; eventId: string }, realm: string): { headers: Record<string, string>; body: string; bytes: number } {
   const requestId = ex.requestId;
-  const spec = ERRORS[error.code] as { oauth?: string };
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'cache-control': 'no-store',
@@ -314,26 +314,31 @@ export function errorAnswer(error: ProxyError, ex: { requestId: string; eventId:
   // Answers with the table's own message (all token failures) are the same but for the request id:
   // built once per code and realm, since a flood of forged tokens is exactly when this runs most.
   const usual = error.message === ERRORS[error.code].message && error.scope === undefined;
-  const memoKey = `${error.code}\u0000${realm}`;
-  let shape = usual ? ANSWER_SHAPES.get(memoKey) : undefined;
+  if (realm !== shapesRealm) {
+    shapes.clear();
+    shapesRealm = realm;
+  }
+  let shape = usual ? shapes.get(error.code) : undefined;
   if (shape === undefined) {
+    const spec = ERRORS[error.code] as { oauth?: string };
     const json = JSON.stringify({ error: spec.oauth ?? errorName(error.status), code: error.code, message: error.message, request_id: '' });
-    shape = { challenge: bearerChallenge(error, realm), bodyPrefix: json.slice(0, -2) };
-    if (usual && ANSWER_SHAPES.size < MAX_ANSWER_SHAPES) ANSWER_SHAPES.set(memoKey, shape);
+    const bodyPrefix = json.slice(0, -2);
+    shape = { challenge: bearerChallenge(error, realm), bodyPrefix, prefixBytes: Buffer.byteLength(bodyPrefix) };
+    if (usual) shapes.set(error.code, shape);
   }
   if (shape.challenge !== undefined) headers['www-authenticate'] = shape.challenge;
   if (error.retryAfter !== undefined) headers['retry-after'] = String(error.retryAfter);
-  // Request ids are [A-Za-z0-9._:-] (requestIdOf): nothing in them needs JSON escaping.
-  return { headers, body: `${shape.bodyPrefix}${requestId}"}` };
+  // Request ids are [A-Za-z0-9._:-] (requestIdOf): nothing in them needs JSON escaping, one byte each.
+  return { headers, body: `${shape.bodyPrefix}${requestId}"}`, bytes: shape.prefixBytes + requestId.length + 2 };
 }
 
-const ANSWER_SHAPES = new Map<string, { challenge: string | undefined; bodyPrefix: string }>();
-/** Codes times realms; a bound only in case realms churn through many reloads. */
-const MAX_ANSWER_SHAPES = 1024;
+/** Answer shapes of the current realm, one per error code (a bounded set); a reload with a new realm starts over. */
+const shapes = new Map<ErrorCode, { challenge: string | undefined; bodyPrefix: string; prefixBytes: number }>();
+let shapesRealm = '';
 
 function sendError(res: ServerResponse, error: ProxyError, ex: Exchange, realm: string): void {
-  const { headers, body } = errorAnswer(error, ex, realm);
-  headers['content-length'] = String(Buffer.byteLength(body));
+  const { headers, body, bytes } = errorAnswer(error, ex, realm);
+  headers['content-length'] = String(bytes);
   res.writeHead(error.status, headers);
   res.end(body);
 }

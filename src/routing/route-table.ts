@@ -110,6 +110,17 @@ function matchPath(route: RouteConfig, path: string): boolean {
 /** Host header without port, lower-cased; '' when absent. Handles `[v6]:port`. */
 export function hostOf(header: string | undefined): string {
   if (!header) return '';
+  // Clients send the same Host on every request; comparing it costs less than folding and splitting it.
+  if (header === lastHostHeader) return lastHost;
+  lastHost = parseHost(header);
+  lastHostHeader = header;
+  return lastHost;
+}
+
+let lastHostHeader = '';
+let lastHost = '';
+
+function parseHost(header: string): string {
   const h = header.toLowerCase();
   if (h.startsWith('[')) return h.slice(0, h.indexOf(']') + 1);
   const colon = h.lastIndexOf(':');
