@@ -6,6 +6,7 @@
  *   npm run bench -- --only portcullis,passthrough --scenario same
  *   npm run bench -- --soak 600 --distinct 100000    # memory soak: RSS every 10 s under 100k distinct tokens
  *   npm run bench -- --profile distinct              # --cpu-prof of Portcullis under load, top frames
+ *   npm run bench -- --instructions                  # callgrind: instructions per request, deterministic
  *
  * One shared nginx backend (one worker) and, in turn, each contestant, all on 127.0.0.1. wrk (-t1 -c50)
  * drives every contestant with the same token file; each measured run starts the contestant fresh (no
@@ -43,6 +44,7 @@ import type { Row, Sample } from './lib/report.ts';
 import { DEFAULT_SCENARIOS, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
+import { formatInstructions, runInstructions } from './lib/instructions.ts';
 import { runProfile } from './lib/profile.ts';
 import { runSoak } from './lib/soak.ts';
 import { forgeFile, forgeOne, generateKeys, mintFile, mintOne } from './lib/tokens.ts';
@@ -81,6 +83,10 @@ const HELP = `npm run bench -- [options]
   --soak S           soak mode: Portcullis under distinct-token load for S seconds, RSS every 10 s
   --distinct N       soak: number of distinct tokens (default 100000)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames
+  --instructions     instruction-count mode: the Node contestants under valgrind's callgrind, machine
+                     instructions per request (repeatable to ±0.1%, unlike req/s); default contestants
+                     passthrough,lean-verify,portcullis and scenarios distinct,invalid
+  --requests N       instruction-count mode: measured requests per contestant (default 5000)
   --keep             keep the temp dir (keys, tokens, configs, logs)`;
 
 const { values: opts } = parseArgs({
@@ -100,6 +106,8 @@ const { values: opts } = parseArgs({
     soak: { type: 'string' },
     distinct: { type: 'string', default: '100000' },
     profile: { type: 'string' },
+    instructions: { type: 'boolean', default: false },
+    requests: { type: 'string', default: '5000' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -133,7 +141,7 @@ function log(line: string): void {
 // ---- set-up shared by every mode ------------------------------------------------------------------------
 
 setPinning(!opts['no-pin']);
-const tools = ensureTools(!opts['no-install'], log);
+const tools = ensureTools(!opts['no-install'], log, opts.instructions);
 for (const problem of tools.problems) log(problem);
 if (tools.wrk === undefined || tools.nginx === undefined) {
   console.error('bench: cannot run without wrk and nginx:\n  ' + tools.problems.join('\n  '));
@@ -200,6 +208,8 @@ try {
     if (scenario === undefined) throw new Error('--profile needs one scenario');
     const files = await makeTokenFiles([scenario], defaultPool(duration));
     await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, log });
+  } else if (opts.instructions) {
+    await runInstructionsMode();
   } else {
     await runBench();
   }
@@ -207,6 +217,51 @@ try {
   await stopTracked(nginx);
 }
 process.exit(process.exitCode ?? 0);
+
+// ---- instruction counts ---------------------------------------------------------------------------------
+
+async function runInstructionsMode(): Promise<void> {
+  // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
+  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt']);
+  if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
+  const scenarios = selectScenarios(opts.scenario === 'default' ? 'distinct,invalid' : opts.scenario);
+  const ids = opts.only?.split(',') ?? ['passthrough', 'lean-verify', 'portcullis'];
+  for (const id of ids) if (!UNDER_CALLGRIND.has(id)) log(`${id}: not measured in instruction-count mode (not one Node process)`);
+  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && UNDER_CALLGRIND.has(c.id));
+  const requests = positive('requests', opts.requests);
+  const warmRequests = 4 * requests;
+  const files = await makeTokenFiles(scenarios, warmRequests + requests);
+  const started = Date.now();
+  const rows = await runInstructions({
+    ctx,
+    scenarios,
+    contestants,
+    tokenFile: (scenario) => files.get(fileKey(scenario))!.measure,
+    requests,
+    warmRequests,
+    log,
+  });
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+  const table = formatInstructions(rows, scenarios);
+  const text = [
+    '# Instructions per request',
+    '',
+    formatMachine(machine),
+    '',
+    `Command: \`${command}\` — each contestant under valgrind's callgrind, ${warmRequests} warm-up requests uninstrumented, then ${requests} measured requests over 20 keep-alive connections; every thread of the process counted. Measured in ${formatDuration((Date.now() - started) / 1000)}.`,
+    '',
+    table,
+    '',
+    'lean ÷ row and pass-through ÷ row read like throughput ratios: 0.95 means the row executes 1/0.95 times the instructions of the reference per request.',
+    '',
+  ].join('\n');
+  console.log('');
+  console.log(table);
+  const resultsDir = join(HERE, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'instructions.md'), text);
+  log(`wrote ${join('bench', 'results', 'instructions.md')}`);
+}
 
 // ---- the bench ------------------------------------------------------------------------------------------
 

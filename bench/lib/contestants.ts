@@ -37,6 +37,13 @@ export interface BenchContext {
   readonly noWatchFlag: boolean;
   /** HAProxy's jwt_verify refusal per alg (undefined: usable), found by `haproxy -c` at start. */
   readonly haproxyProblem: (scenario: Scenario) => string | undefined;
+  /** Runs each contestant inside another command (`--instructions`: valgrind). */
+  readonly wrap?: Wrapper;
+}
+
+export interface Wrapper {
+  command(cmd: string, args: readonly string[]): [string, string[]];
+  readonly startTimeoutMs: number;
 }
 
 export interface Running {
@@ -67,9 +74,10 @@ async function startProcess(
 ): Promise<Running> {
   const port = await freePort();
   const logFile = join(ctx.dir, `${name}.log`);
-  const child: ChildProcess = spawnTracked(cmd, args(port), { cpus, logFile, cwd: ctx.repo });
+  const [file, argv] = ctx.wrap === undefined ? [cmd, args(port)] : ctx.wrap.command(cmd, args(port));
+  const child: ChildProcess = spawnTracked(file, argv, { cpus, logFile, cwd: ctx.repo });
   try {
-    await waitForPort(port, START_TIMEOUT_MS, child);
+    await waitForPort(port, ctx.wrap?.startTimeoutMs ?? START_TIMEOUT_MS, child);
   } catch (error) {
     await stopTracked(child);
     throw new Error(`${name}: ${(error as Error).message} (log: ${logFile})`);

@@ -11,6 +11,8 @@ export interface Tools {
   readonly nginx: string | undefined;
   readonly haproxy: string | undefined;
   readonly taskset: boolean;
+  /** Only looked for in instruction-count mode. */
+  readonly valgrind: string | undefined;
   /** What could not be found or installed, one line each. */
   readonly problems: string[];
 }
@@ -24,13 +26,14 @@ function locate(name: string): string | undefined {
 }
 
 /** Finds the tools; with `install`, apt-get installs the missing ones first (root + apt only). */
-export function ensureTools(install: boolean, log: (line: string) => void): Tools {
+export function ensureTools(install: boolean, log: (line: string) => void, withValgrind = false): Tools {
   const wanted: Array<[string, string[]]> = [
     ['wrk', ['wrk']],
     ['nginx', ['nginx-light', 'nginx']],
     ['haproxy', ['haproxy']],
     ['taskset', ['util-linux']],
   ];
+  if (withValgrind) wanted.push(['valgrind', ['valgrind']]);
   const missing = wanted.filter(([name]) => locate(name) === undefined);
   const problems: string[] = [];
   if (missing.length > 0 && install) {
@@ -61,6 +64,7 @@ export function ensureTools(install: boolean, log: (line: string) => void): Tool
     nginx: locate('nginx'),
     haproxy: locate('haproxy'),
     taskset: locate('taskset') !== undefined,
+    valgrind: withValgrind ? locate('valgrind') : undefined,
     problems,
   };
   if (tools.wrk === undefined) problems.push('missing: wrk (apt-get install wrk) — nothing can be measured');

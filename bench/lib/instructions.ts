@@ -1,0 +1,185 @@
+/**
+ * `--instructions`: each Node contestant under valgrind's callgrind, driven with a fixed number of requests,
+ * reports machine instructions per request. Unlike req/s on a shared 2-core VM (±10-20% between runs), the
+ * count is the same from one run to the next (±0.1%), so it settles A/B questions of a few hundred
+ * instructions that wrk cannot see. It does not see what instructions do not: cache misses, syscall time in
+ * the kernel, the other core. It complements the wrk table; it does not replace it.
+ *
+ * Per contestant: start it under `valgrind --tool=callgrind --instr-atstart=no` (start-up runs
+ * uninstrumented), send a warm-up so V8 has optimised the request path, switch instrumentation on with
+ * `callgrind_control -i on`, send the measured requests, switch it off, dump, and sum the dump's totals.
+ */
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { basename, dirname, join } from 'node:path';
+import type { BenchContext, Contestant } from './contestants.ts';
+import { runSync } from './procs.ts';
+import type { Scenario } from './scenarios.ts';
+
+export interface InstructionsOptions {
+  readonly ctx: BenchContext;
+  readonly scenarios: readonly Scenario[];
+  readonly contestants: readonly Contestant[];
+  /**
+   * The token file per scenario, one token per line: the warm-up takes the first `warmRequests`, the
+   * measured requests the next `requests` (a file of one token is cycled). With every token new, the
+   * warm-up must be new tokens too: V8 optimises for the path it has seen, and re-optimising during the
+   * measurement would be counted (compilation runs on a thread callgrind counts).
+   */
+  readonly tokenFile: (scenario: Scenario) => string;
+  readonly requests: number;
+  readonly warmRequests: number;
+  readonly log: (line: string) => void;
+}
+
+export interface InstructionsRow {
+  readonly scenario: string;
+  readonly contestant: string;
+  readonly label: string;
+  /** Instructions per request, every thread of the process. */
+  readonly perRequest: number;
+  /** Answers by status code during the measured requests. */
+  readonly statuses: Readonly<Record<string, number>>;
+}
+
+/** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
+const CONCURRENCY = 20;
+/** Node start-up under valgrind takes tens of seconds (the JIT's code is translated as it appears). */
+const START_TIMEOUT_MS = 300_000;
+
+export async function runInstructions(o: InstructionsOptions): Promise<InstructionsRow[]> {
+  const rows: InstructionsRow[] = [];
+  for (const [index, scenario] of o.scenarios.entries()) {
+    const tokens = readTokens(o.tokenFile(scenario), o.warmRequests + o.requests);
+    const warm = tokens.slice(0, o.warmRequests);
+    const measure = tokens.slice(o.warmRequests);
+    for (const contestant of o.contestants) {
+      // A baseline does not read the token: measured once, under the first scenario's requests.
+      if (contestant.baseline && index > 0) continue;
+      const why = contestant.unsupported(scenario, o.ctx);
+      if (why !== undefined) {
+        o.log(`  ${contestant.id}: skipped (${why})`);
+        continue;
+      }
+      const out = join(o.ctx.dir, `callgrind-${contestant.id}-${scenario.id}.out`);
+      const ctx: BenchContext = {
+        ...o.ctx,
+        wrap: {
+          startTimeoutMs: START_TIMEOUT_MS,
+          command: (cmd, args) => [
+            'valgrind',
+            ['--tool=callgrind', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`, cmd, ...args],
+          ],
+        },
+      };
+      o.log(`  ${contestant.id}: starting under callgrind ...`);
+      const running = await contestant.start(scenario, ctx);
+      let statuses: Record<string, number>;
+      try {
+        await drive(running.port, warm);
+        control(running.pid, ['-i', 'on']);
+        statuses = await drive(running.port, measure);
+        control(running.pid, ['-i', 'off']);
+        control(running.pid, ['-d']);
+      } finally {
+        await running.stop();
+      }
+      const perRequest = instructionsIn(out) / measure.length;
+      o.log(`  ${contestant.id}: ${Math.round(perRequest).toLocaleString('en')} instructions per request ${JSON.stringify(statuses)}`);
+      rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, statuses });
+    }
+  }
+  return rows;
+}
+
+/** The table: instructions per request, and each row over the lean proxy's and the pass-through's. */
+export function formatInstructions(rows: readonly InstructionsRow[], scenarios: readonly Scenario[]): string {
+  const lines = [
+    '| scenario | contestant | instructions / request | lean ÷ row | pass-through ÷ row | answers |',
+    '|---|---|---:|---:|---:|---|',
+  ];
+  for (const scenario of ['baseline', ...scenarios.map((s) => s.id)]) {
+    const mine = rows.filter((r) => r.scenario === scenario);
+    const lean = mine.find((r) => r.contestant === 'lean-verify')?.perRequest;
+    const pass = rows.find((r) => r.contestant === 'passthrough')?.perRequest;
+    for (const r of mine) {
+      const ratio = (base: number | undefined) => (base === undefined ? '' : (base / r.perRequest).toFixed(3));
+      const answers = Object.entries(r.statuses).map(([status, n]) => `${n}× ${status}`).join(', ');
+      lines.push(`| ${scenario} | ${r.label} | ${Math.round(r.perRequest).toLocaleString('en')} | ${ratio(lean)} | ${ratio(pass)} | ${answers} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+function control(pid: number, args: string[]): void {
+  const result = runSync('callgrind_control', [...args, String(pid)]);
+  if (result.status !== 0) throw new Error(`callgrind_control ${args.join(' ')} ${pid} failed: ${result.out}`);
+}
+
+/** Sum of the `totals:` lines of every dump callgrind wrote for `out` (`out`, `out.1`, ...). */
+function instructionsIn(out: string): number {
+  let total = 0;
+  const name = basename(out);
+  for (const file of readdirSync(dirname(out))) {
+    if (file !== name && !file.startsWith(`${name}.`)) continue;
+    const match = /^totals:\s+(\d+)/m.exec(readFileSync(join(dirname(out), file), 'utf8'));
+    if (match !== null) total += Number(match[1]);
+  }
+  if (total === 0) throw new Error(`callgrind recorded nothing in ${out}*`);
+  return total;
+}
+
+/** `count` tokens from the file, cycling when it holds fewer (the same-token files hold one). */
+function readTokens(file: string, count: number): string[] {
+  const lines: string[] = [];
+  // The token files hold a whole run's pool (tens of MB); only the head is needed.
+  const text = readHead(file, count * 2048);
+  for (const line of text.split('\n')) {
+    if (line !== '') lines.push(line);
+    if (lines.length === count) return lines;
+  }
+  // A cut last line (the head ended mid-token) is dropped by taking only complete ones.
+  if (!text.endsWith('\n')) lines.pop();
+  if (lines.length === 0) throw new Error(`no tokens in ${file}`);
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) out.push(lines[i % lines.length]!);
+  return out;
+}
+
+function readHead(file: string, bytes: number): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0)).toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Sends one GET per token over CONCURRENCY keep-alive connections; answers counted by status. */
+async function drive(port: number, tokens: readonly string[]): Promise<Record<string, number>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const statuses: Record<string, number> = {};
+  let next = 0;
+  const one = (token: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        const status = String(res.statusCode);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        res.resume();
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const loop = async () => {
+    while (next < tokens.length) await one(tokens[next++]!);
+  };
+  try {
+    await Promise.all(Array.from({ length: CONCURRENCY }, loop));
+  } finally {
+    agent.destroy();
+  }
+  return statuses;
+}
