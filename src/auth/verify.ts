@@ -119,15 +119,17 @@ function parseCompact(token: string): ParsedToken {
   const headerBytes = Buffer.from(header, 'base64url');
   const payloadBytes = Buffer.from(payload, 'base64url');
   const signatureBytes = Buffer.from(signature, 'base64url');
-  // Node's decoder is lenient (it skips characters outside the alphabet and takes '+' '/' '=' too), so
-  // strictness is checked around it: a character it skipped or stopped at leaves fewer bytes than the
-  // length promises, and '+' '/' are looked for. This is a regular expression's verdict at a tenth of
-  // its cost (a JS regex walks an RS256 token's ~850 characters one by one); test/unit/auth-verify
-  // compares the two on generated inputs.
+  // Node's decoder is lenient: it skips characters outside the alphabet, takes '+' '/' '=' too, ignores
+  // non-zero padding bits, and reads a character above U+00FF by its low byte ('Ł' as 'A'). A segment is
+  // therefore accepted only when re-encoding its bytes gives it back exactly: the canonical base64url form
+  // (RFC 4648 §3.5, §5), so no two strings pass as one token. Native re-encoding costs a fraction of a
+  // regular expression walking an RS256 token's ~850 characters one by one; test/unit/auth-verify compares
+  // the verdict with the plain definition on generated inputs.
   if (
     header === '' || payload === '' ||
-    !decodedWhole(headerBytes, header) || !decodedWhole(payloadBytes, payload) || !decodedWhole(signatureBytes, signature) ||
-    token.includes('+') || token.includes('/')
+    headerBytes.toString('base64url') !== header ||
+    payloadBytes.toString('base64url') !== payload ||
+    signatureBytes.toString('base64url') !== signature
   ) {
     checkSegments(header, payload, signature);
   }
@@ -137,14 +139,6 @@ function parseCompact(token: string): ParsedToken {
     signature: signatureBytes,
     signedLength: second,
   };
-}
-
-/**
- * True when `bytes` is all that `segment` holds: every character was in the alphabet, and the length is
- * not 4n+1 (never valid base64url: one leftover character carries fewer than 8 bits).
- */
-function decodedWhole(bytes: Buffer, segment: string): boolean {
-  return segment.length % 4 !== 1 && bytes.length === Math.floor((segment.length * 3) / 4);
 }
 
 /** Throws the precise reason a compact form failed the strict base64url check; always throws. */
@@ -157,6 +151,9 @@ function checkSegments(header: string, payload: string, signature: string): neve
     // The signature may be empty only so that `alg: none` tokens reach the alg check and get its code.
     if ((segment === '' && name !== 'signature') || !BASE64URL.test(segment) || segment.length % 4 === 1) {
       throw malformed(`the ${name} is not base64url`);
+    }
+    if (Buffer.from(segment, 'base64url').toString('base64url') !== segment) {
+      throw malformed(`the ${name} has non-zero padding bits (not canonical base64url)`);
     }
   }
   // Unreachable while the two checks agree; if they ever disagree, refusing is the safe side.

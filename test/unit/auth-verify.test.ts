@@ -291,34 +291,48 @@ test('header URLs (jku, x5u) were never fetched', () => {
 });
 
 test('strict base64url: every character outside the alphabet, in any segment, is refused as malformed', async () => {
-  // The parser checks strictness around Node's lenient decoder (lengths, '+', '/'); this compares its
-  // verdict with the plain definition on generated tokens: a valid token with one character inserted or
-  // replaced. A mutant inside the alphabet must not be called "not base64url" (it fails later, on JSON or
-  // the signature); one outside must be, whatever the character and wherever it lands.
-  const STRICT = /^[A-Za-z0-9_-]*$/;
-  const outside = ['+', '/', '=', ' ', '\t', '%', '.', '$', '\u0000', '\u007f', '\u00e9', '\u00ff', '\u0100', '\u3000', '\ud83d\ude00'];
-  const inside = 'AZaz09-_Q';
+  // The parser checks strictness around Node's lenient decoder (re-encoding what it decoded); this compares
+  // its verdict with the plain definition on generated tokens: a valid token with one character inserted
+  // or replaced. Strict is the alphabet, a possible length, and the canonical form (zero padding bits,
+  // RFC 4648 §3.5). Characters above U+00FF whose low byte is in the alphabet are the ones Node's decoder
+  // would read as that byte. A strict mutant may verify (the same character again); a non-strict one must
+  // be refused as not base64url, whatever the character and wherever it lands.
+  const ALPHABET = /^[A-Za-z0-9_-]*$/;
+  const strictSegment = (seg: string, n: number): boolean =>
+    (seg !== '' || n === 2) && ALPHABET.test(seg) && seg.length % 4 !== 1 && Buffer.from(seg, 'base64url').toString('base64url') === seg;
+  const outside = ['+', '/', '=', ' ', '\t', '%', '.', '$', '\u0000', '\u007f', '\u00e9', '\u00ff', '\u0100', '\u0141', '\u012d', '\u015f', '\u4141', '\u3000', '\ud83d\ude00'];
+  const inside = 'AZaz09-_Qgw';
   const base = rsa.sign(good());
   let seed = 42;
   const next = (n: number): number => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     return seed % n;
   };
-  for (let i = 0; i < 600; i++) {
+  let refusedInside = 0;
+  for (let i = 0; i < 900; i++) {
     const pool = i % 3 === 0 ? inside : outside;
     const char = typeof pool === 'string' ? pool[next(pool.length)]! : pool[next(pool.length)]!;
-    const at = next(base.length + 1);
+    // Every third replacement lands on the last character, where padding bits live.
+    const at = i % 6 === 3 ? base.length - 1 : next(base.length + 1);
     const token = i % 2 === 0 ? base.slice(0, at) + char + base.slice(at) : base.slice(0, at) + char + base.slice(at + 1);
     const segments = token.split('.');
-    const strict = segments.length === 3 && segments.every((seg, n) => (seg !== '' || n === 2) && STRICT.test(seg) && seg.length % 4 !== 1);
+    const strict = segments.length === 3 && segments.every(strictSegment);
     const error = await verifyToken(token, registry, [], NOW).then(() => undefined, (e: unknown) => e);
-    // A mutant inside the alphabet may still verify: the same character again, or one that differs only in
-    // the unused low bits of the signature's last character (RFC 4648 §3.5 leaves rejecting those optional).
     if (error === undefined && strict) continue;
     assert.ok(isProxyError(error), `mutant ${i} verified: ${JSON.stringify(char)} at ${at}`);
-    const notBase64url = error.code === 'ERR_TOKEN_MALFORMED' && /not base64url|segments instead of 3/.test(error.detail ?? '');
+    const notBase64url = error.code === 'ERR_TOKEN_MALFORMED' && /not base64url|not canonical|segments instead of 3/.test(error.detail ?? '');
     assert.equal(notBase64url, !strict, `mutant ${i} (${JSON.stringify(char)} at ${at}): ${error.code} ${error.detail}`);
+    if (strict === false && /not canonical/.test(error.detail ?? '')) refusedInside += 1;
   }
+  assert.ok(refusedInside > 0, 'no mutant exercised non-zero padding bits');
+});
+
+test('a character above U+00FF is not read as its low byte (Ł is not A)', async () => {
+  const token = rsa.sign(good());
+  const at = token.indexOf('A');
+  assert.ok(at >= 0);
+  const aliased = token.slice(0, at) + '\u0141' + token.slice(at + 1);
+  await assert.rejects(verifyToken(aliased, registry, [], NOW), { code: 'ERR_TOKEN_MALFORMED' });
 });
 
 test('a verified token reports claims, header and expiry', async () => {
