@@ -254,7 +254,7 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
   const from: TokenLocation[] = raw.auth.from === undefined
     ? [DEFAULT_TOKEN_LOCATION]
     : raw.auth.from.map((loc): TokenLocation => {
-      if ('header' in loc) return { kind: 'header', name: loc.header.toLowerCase(), prefix: loc.prefix };
+      if ('header' in loc) return { kind: 'header', name: loc.header, prefix: loc.prefix };
       if ('cookie' in loc) return { kind: 'cookie', name: loc.cookie };
       return { kind: 'query', name: loc.query };
     });

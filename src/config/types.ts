@@ -62,7 +62,7 @@ export interface IssuerConfig {
 }
 
 export type TokenLocation =
-  /** `name` is lower-case (compile.ts folds it). */
+  /** `name` is lower-case (the config schema folds header names). */
   | { readonly kind: 'header'; readonly name: string; readonly prefix: string }
   | { readonly kind: 'cookie'; readonly name: string }
   | { readonly kind: 'query'; readonly name: string };

@@ -74,7 +74,7 @@ routes:
     upstream: up
   - id: custom-header
     match: { path_prefix: /custom/ }
-    auth: { from: [{ header: x-api-token, prefix: "Token " }] }
+    auth: { from: [{ header: X-Api-Token, prefix: "Token " }] }
     upstream: up
   - id: api
     match: { path_prefix: / }
@@ -248,7 +248,7 @@ test('two tokens in one request: 400 invalid_request, nothing forwarded', async 
   assert.equal(upstream.requests.length, 0);
 });
 
-test('token locations per route: cookie, query, custom header; credentials stripped', async () => {
+test('token locations per route: cookie, query, custom header (configured in mixed case); credentials stripped', async () => {
   const t = await rsa.sign(good());
   const viaCookie = await call('/cookie/x', { cookie: `theme=dark; jwt=${t}` });
   assert.equal(viaCookie.status, 200, viaCookie.text);
