@@ -14,8 +14,6 @@ export interface ExtractedToken {
   readonly from: TokenLocation;
 }
 
-type Found = ExtractedToken;
-
 /**
  * Returns the one token of the request with its location, or undefined when no configured location
  * carries one.
@@ -37,7 +35,7 @@ export function extractToken(
   from: readonly TokenLocation[],
   maxTokenBytes: number,
 ): ExtractedToken | undefined {
-  const found: Found[] = [];
+  const found: ExtractedToken[] = [];
   // Parsed only when a query location is configured: most routes read a header.
   let params: URLSearchParams | undefined;
   for (let i = 0; i < from.length; i++) {
@@ -61,13 +59,13 @@ export function extractToken(
 }
 
 function sameLocation(a: TokenLocation, b: TokenLocation): boolean {
-  return a.kind === b.kind && (a.kind === 'header' ? a.name.toLowerCase() === b.name.toLowerCase() : a.name === b.name);
+  return a.kind === b.kind && a.name === b.name;
 }
 
 function collectFromHeader(
   rawHeaders: readonly string[],
   location: Extract<TokenLocation, { kind: 'header' }>,
-  found: Found[],
+  found: ExtractedToken[],
 ): void {
   const wanted = location.name;
   let occurrences = 0;
@@ -125,7 +123,7 @@ function stripPrefix(value: string, prefix: string): string | undefined {
 function collectFromCookies(
   rawHeaders: readonly string[],
   location: Extract<TokenLocation, { kind: 'cookie' }>,
-  found: Found[],
+  found: ExtractedToken[],
 ): void {
   const name = location.name;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {

@@ -267,7 +267,6 @@ function compileRoute(raw: RawRoute, config: RawConfig, report: (path: (string |
       const brace = name.indexOf('{{');
       if (brace < 0) {
         if (!HEADER_TOKEN.test(name)) throw new Error(`"${rawName}" is not an HTTP header name (RFC 9110 token)`);
-        if (name === '__proto__') throw new Error('the header name __proto__ is not supported');
         if (RESERVED_HEADERS.has(name) || raw.claims_to_headers[name] !== undefined) throw new Error(`header "${name}" is owned by the proxy or set twice`);
         headerTemplates.push({ header: name, nameParts: undefined, parts: value });
         continue;

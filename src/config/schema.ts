@@ -49,7 +49,7 @@ const headerName = z
   .string()
   .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected an HTTP header name (RFC 9110 token)')
   // Header sets are plain objects on the request path, where this name would set the prototype instead.
-  .refine((value) => value !== '__proto__', 'the header name __proto__ is not supported')
+  .refine((value) => value.toLowerCase() !== '__proto__', 'the header name __proto__ is not supported')
   .transform((value) => value.toLowerCase());
 
 /**

@@ -159,10 +159,16 @@ test('__proto__ is refused as a header name, with its position', async () => {
     '    match: { path_prefix: /s/ }',
     '    upstream: api',
     '    auth: { from: [{ header: __proto__ }] }',
+    '  - id: t',
+    '    match: { path_prefix: /t/ }',
+    '    upstream: api',
+    '    auth: { from: [{ header: __PROTO__ }] }',
   ].join('\n');
   const problems = await problemsOf(text);
   assert.ok(problems.some((p) => /^\/cfg\/p\.yaml:7:.*__proto__ is not supported/.test(p)), problems.join('\n'));
   assert.ok(problems.some((p) => /^\/cfg\/p\.yaml:11:.*__proto__ is not supported/.test(p)), problems.join('\n'));
+  // Header names are case-insensitive, and the schema folds them after the check.
+  assert.ok(problems.some((p) => /^\/cfg\/p\.yaml:15:.*__proto__ is not supported/.test(p)), problems.join('\n'));
 });
 
 test('${ENV} is substituted; an unset variable is an error with its position', async () => {
