@@ -44,7 +44,7 @@ import type { Row, Sample } from './lib/report.ts';
 import { DEFAULT_SCENARIOS, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
-import { formatInstructions, runInstructions } from './lib/instructions.ts';
+import { CONCURRENCY, formatInstructions, runInstructions } from './lib/instructions.ts';
 import { runProfile } from './lib/profile.ts';
 import { runSoak } from './lib/soak.ts';
 import { forgeFile, forgeOne, generateKeys, mintFile, mintOne } from './lib/tokens.ts';
@@ -248,7 +248,7 @@ async function runInstructionsMode(): Promise<void> {
     '',
     formatMachine(machine),
     '',
-    `Command: \`${command}\` — each contestant under valgrind's callgrind, ${warmRequests} warm-up requests uninstrumented, then ${requests} measured requests over 20 keep-alive connections; every thread of the process counted. Measured in ${formatDuration((Date.now() - started) / 1000)}.`,
+    `Command: \`${command}\` — each contestant under valgrind's callgrind, ${warmRequests} warm-up requests uninstrumented, then ${requests} measured requests over ${CONCURRENCY} keep-alive connections; every thread of the process counted. Measured in ${formatDuration((Date.now() - started) / 1000)}.`,
     '',
     table,
     '',

@@ -43,7 +43,7 @@ export interface InstructionsRow {
 }
 
 /** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
-const CONCURRENCY = 20;
+export const CONCURRENCY = 20;
 /** Node start-up under valgrind takes tens of seconds (the JIT's code is translated as it appears). */
 const START_TIMEOUT_MS = 300_000;
 
