@@ -97,8 +97,19 @@ export async function createIssuerRegistry(
 
   const list = Object.freeze([...byId.values()]);
   let closed = false;
+  let lastIss: string | undefined;
+  let lastIssuer: Issuer | undefined;
   const registry: IssuerRegistry = {
-    byIssuer: (iss) => byIssuer.get(iss),
+    byIssuer(iss) {
+      // Most tokens name the issuer the previous one did; comparing the text is cheaper than hashing it.
+      if (iss === lastIss) return lastIssuer;
+      const found = byIssuer.get(iss);
+      if (found !== undefined) {
+        lastIss = iss;
+        lastIssuer = found;
+      }
+      return found;
+    },
     byId: (id) => byId.get(id),
     list: () => list,
     ready: () => list.every((issuer) => issuer.keys.status().ready),

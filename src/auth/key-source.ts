@@ -119,22 +119,31 @@ export function createKeySource(parts: {
   // Which key a header picks only changes when the key set does, and every request asks (the token cache
   // asks again on each hit), so picks are remembered per (alg, kid) until the remote set is replaced. Bounded:
   // a kid-less key answers any kid, and kids are chosen by whoever sends the token.
+  // The last pick is checked first by comparing alg and kid: tokens of one issuer mostly carry one kid, and
+  // the Map key would be a new string to build and hash for every new token.
   const picks = new Map<string, LoadedKey>();
   let picksFor: readonly LoadedKey[] | undefined;
+  let last: { alg: string; kid: string | undefined; key: LoadedKey } | undefined;
 
   return {
     getKey(header) {
       const remoteKeys = remote?.keys();
       if (remoteKeys !== picksFor) {
         picks.clear();
+        last = undefined;
         picksFor = remoteKeys;
       }
+      if (last !== undefined && last.alg === header.alg && last.kid === header.kid) return last.key;
       const id = header.kid === undefined ? header.alg : `${header.alg} ${header.kid}`;
       const known = picks.get(id);
-      if (known !== undefined) return known;
+      if (known !== undefined) {
+        last = { alg: header.alg, kid: header.kid, key: known };
+        return known;
+      }
       const pick = pickKey(allKeys(remoteKeys), header);
       if (pick.found !== undefined) {
         if (picks.size < MAX_REMEMBERED_PICKS) picks.set(id, pick.found);
+        last = { alg: header.alg, kid: header.kid, key: pick.found };
         return pick.found;
       }
       // Several keys fit and nothing in the token tells them apart: a refetch cannot help.

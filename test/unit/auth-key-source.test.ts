@@ -93,6 +93,23 @@ for (const c of PICKS) {
   });
 }
 
+test('createKeySource: remembered picks answer exactly as pickKey for any sequence of headers', () => {
+  const keys = [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b'), loaded(KEYS.secret32!, 'a'), loaded(KEYS.p256!)];
+  const source = createKeySource({ staticKeys: keys });
+  // Repeats, alg switches under one kid, kid present then absent: each must not reuse the previous pick.
+  const sequence = [
+    { alg: 'RS256', kid: 'a' }, { alg: 'RS256', kid: 'a' }, { alg: 'HS256', kid: 'a' }, { alg: 'RS256', kid: 'a' },
+    { alg: 'RS256', kid: 'b' }, { alg: 'ES256' }, { alg: 'ES256', kid: 'zz' }, { alg: 'ES256' }, { alg: 'RS256', kid: 'a' },
+  ];
+  for (const [i, header] of sequence.entries()) {
+    const got = source.getKey(header);
+    assert.ok(!(got instanceof Promise));
+    assert.equal(got, pickKey(keys, header).found, `step ${i}: ${JSON.stringify(header)}`);
+  }
+  assert.throws(() => source.getKey({ alg: 'RS256', kid: 'zz' }), (error) => isProxyError(error) && error.code === 'ERR_TOKEN_KEY_UNKNOWN');
+  assert.equal(source.getKey({ alg: 'RS256', kid: 'b' }), keys[1]);
+});
+
 test('createKeySource (static only): ready, synchronous hits, KEY_UNKNOWN with a detail for misses', () => {
   const source = createKeySource({ staticKeys: [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b')] });
   assert.deepEqual(source.status(), { ready: true, keyCount: 2, lastSuccessAt: undefined, lastError: undefined, kids: ['a', 'b'] });
