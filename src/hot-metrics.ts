@@ -66,6 +66,9 @@ class SeriesTable<L extends string, S extends { readonly labels: Record<string, 
   readonly #create: (labels: Record<string, string>) => S;
   readonly #series = new Map<string, S>();
   #last: S | undefined;
+  /** The values `findValues` found `#last` by; undefined when `find` did. */
+  #lastFirst: string | undefined;
+  #lastSecond: string | undefined;
 
   constructor(names: readonly L[], create: (labels: Record<string, string>) => S) {
     this.#names = names;
@@ -82,6 +85,34 @@ class SeriesTable<L extends string, S extends { readonly labels: Record<string, 
       this.#series.set(key, series);
     }
     this.#last = series;
+    this.#lastFirst = undefined;
+    return series;
+  }
+
+  /**
+   * `find` by label values in declaration order, for metrics of one or two labels. The request path calls
+   * this: reading labels by name from objects of every metric's shape made V8's property loads
+   * megamorphic (a hash-table probe per label), while two string compares settle the usual repeat.
+   */
+  findValues(first: string, second: string | undefined): S {
+    const last = this.#last;
+    if (last !== undefined && first === this.#lastFirst && second === this.#lastSecond) return last;
+    const names = this.#names;
+    if (names.length !== (second === undefined ? 1 : 2)) {
+      throw new Error(`${names.length} label values expected (${names.join(', ')})`);
+    }
+    const key = second === undefined ? first : `${first}\u0000${second}`;
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const own: Record<string, string> = {};
+      own[names[0]!] = first;
+      if (second !== undefined) own[names[1]!] = second;
+      series = this.#create(own);
+      this.#series.set(key, series);
+    }
+    this.#last = series;
+    this.#lastFirst = first;
+    this.#lastSecond = second;
     return series;
   }
 
@@ -92,6 +123,7 @@ class SeriesTable<L extends string, S extends { readonly labels: Record<string, 
   clear(): void {
     this.#series.clear();
     this.#last = undefined;
+    this.#lastFirst = undefined;
   }
 }
 
@@ -127,6 +159,11 @@ export class HotCounter<L extends string> extends HotMetric<L, { readonly labels
     this.series.find(labels).value += value;
   }
 
+  /** `inc` by one, labels given as values in `labelNames` order (one or two labels). */
+  incValues(first: string, second?: string): void {
+    this.series.findValues(first, second).value += 1;
+  }
+
   async get(): Promise<MetricSnapshot> {
     const values: MetricValue[] = [];
     for (const { labels, value } of this.series.values()) values.push({ value, labels: { ...labels } });
@@ -154,8 +191,15 @@ export class HotHistogram<L extends string> extends HotMetric<L, HistogramSeries
 
   observe(labels: Labels<L>, value: number): void {
     // A NaN would poison the sum forever; prom-client throws, a request path must not.
-    if (!Number.isFinite(value)) return;
-    const series = this.series.find(labels);
+    if (Number.isFinite(value)) this.#add(this.series.find(labels), value);
+  }
+
+  /** `observe`, labels given as values in `labelNames` order (one or two labels). */
+  observeValues(value: number, first: string, second?: string): void {
+    if (Number.isFinite(value)) this.#add(this.series.findValues(first, second), value);
+  }
+
+  #add(series: HistogramSeries, value: number): void {
     const bounds = this.#bounds;
     let i = 0;
     while (i < bounds.length && value > bounds[i]!) i++;

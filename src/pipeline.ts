@@ -370,15 +370,15 @@ function finish(ex: Exchange, deps: PipelineDeps, req: IncomingMessage): void {
   const durationMs = performance.now() - ex.startedAt;
   const routeId = ex.route?.id ?? '';
   const { metrics } = deps;
-  metrics.requests.inc({ route: routeId, status: String(ex.status) });
-  metrics.requestDuration.observe({ route: routeId }, durationMs / 1000);
+  metrics.requests.incValues(routeId, String(ex.status));
+  metrics.requestDuration.observeValues(durationMs / 1000, routeId);
   const code = ex.error?.code;
   if (code !== undefined && (ex.error!.status === 401 || code === 'ERR_KEYS_UNAVAILABLE' || code === 'ERR_TOKEN_AMBIGUOUS')) {
-    metrics.authFailures.inc({ reason: code });
+    metrics.authFailures.incValues(code);
   }
   if (ex.upstream !== undefined) {
     if (ex.upstreamMs !== undefined && code === undefined) {
-      metrics.upstreamDuration.observe({ upstream: ex.upstream, status: String(ex.status) }, ex.upstreamMs / 1000);
+      metrics.upstreamDuration.observeValues(ex.upstreamMs / 1000, ex.upstream, String(ex.status));
     }
     if (code?.startsWith('ERR_UPSTREAM_')) metrics.upstreamErrors.inc({ upstream: ex.upstream, reason: code });
     // 499: the client left (not the upstream's fault); any other broken stream is the upstream's.
@@ -391,7 +391,7 @@ function finish(ex: Exchange, deps: PipelineDeps, req: IncomingMessage): void {
   }
   const token = ex.token;
   if (token?.expiresAt !== undefined) {
-    metrics.tokenLifetime.observe({ issuer: token.issuer.config.id }, Math.max(0, token.expiresAt - Date.now() / 1000));
+    metrics.tokenLifetime.observeValues(Math.max(0, token.expiresAt - Date.now() / 1000), token.issuer.config.id);
   }
   // The access-log object is built only when it will be written (the bench and many deployments run at warn).
   if (deps.logger.isLevelEnabled('info')) {

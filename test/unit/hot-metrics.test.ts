@@ -46,6 +46,38 @@ test('the exposition text is the same as prom-client for the same observations',
   assert.match(await hot.metrics(), /t_duration_seconds_bucket\{le="0.001",route="a",status="200"\} 2/);
 });
 
+test('label values given in order count in the same series as labels given by name', async () => {
+  const { hot, reference, counters, histograms } = both();
+  const [hotCounter, refCounter] = counters as [HotCounter<'route' | 'status'>, Counter];
+  const [hotHistogram, refHistogram] = histograms as [HotHistogram<'route' | 'status'>, Histogram];
+  for (const [i, [route, status, value]] of OBSERVATIONS.entries()) {
+    // Alternating the two forms exercises both memos of the previous series against each other.
+    if (i % 2 === 0) {
+      hotCounter.incValues(route, status);
+      hotHistogram.observeValues(value, route, status);
+    } else {
+      hotCounter.inc({ route, status });
+      hotHistogram.observe({ route, status }, value);
+    }
+    refCounter.inc({ route, status });
+    refHistogram.observe({ route, status }, value);
+  }
+  hotHistogram.observeValues(Number.NaN, 'a', '200');
+  assert.equal(await hot.metrics(), await reference.metrics());
+});
+
+test('label values of the wrong count are refused, not counted under a wrong series', async () => {
+  const { hot, counters, histograms } = both();
+  const counter = counters[0] as HotCounter<'route' | 'status'>;
+  assert.throws(() => counter.incValues('a'), /2 label values expected \(route, status\)/);
+  assert.throws(() => (histograms[0] as HotHistogram<'route' | 'status'>).observeValues(1, 'a'), /2 label values expected/);
+  const one = new HotCounter({ name: 't_one_total', help: 'one', labelNames: ['reason'], registers: [hot] });
+  assert.throws(() => one.incValues('x', 'y'), /1 label values expected \(reason\)/);
+  one.incValues('x');
+  assert.match(await hot.metrics(), /t_one_total\{reason="x"\} 1\n/);
+  assert.doesNotMatch(await hot.metrics(), /t_requests_total\{/);
+});
+
 test('a non-finite observation is dropped instead of poisoning the sum', async () => {
   const { hot, histograms } = both();
   histograms[0]!.observe({ route: 'a', status: '200' }, 0.5);
