@@ -213,6 +213,13 @@ const CASES: Case[] = [
   { name: 'payload a JSON string', token: () => forgeToken({ alg: 'RS256' }, '"x"', 'c2ln'), want: 'ERR_TOKEN_MALFORMED' },
   { name: 'standard base64 characters', token: () => rsa.sign(good()).replace(/\.([^.]*)$/, '.+/$1'), want: 'ERR_TOKEN_MALFORMED' },
   { name: 'base64 padding', token: () => `${rsa.sign(good())}==`, want: 'ERR_TOKEN_MALFORMED' },
+  // extract.ts only looks for space and tab (all a header can carry); other whitespace, from a decoded query
+  // parameter or cookie, must still be refused here.
+  ...['\n', '\r', '\v', '\f', '\u00a0', '\u2028'].map((ws) => ({
+    name: `whitespace ${JSON.stringify(ws)} inside a segment`,
+    token: () => rsa.sign(good()).replace(/\.(.)/, `.$1${ws}`),
+    want: 'ERR_TOKEN_MALFORMED' as const,
+  })),
   { name: 'impossible base64url length', token: () => rsa.sign(good()).replace(/^([^.]*)\./, '$1A.'), want: 'ERR_TOKEN_MALFORMED' },
   { name: 'alg missing', token: () => rsa.sign(good(), { alg: undefined }), want: 'ERR_TOKEN_MALFORMED' },
   { name: 'alg not a string', token: () => rsa.sign(good(), { alg: 256 }), want: 'ERR_TOKEN_MALFORMED' },
