@@ -143,6 +143,12 @@ export class ProxyError extends Error {
   }
 }
 
+/** A result that may be a refusal returned as a value (the token path, see `verifyTokenNow`), with the refusal thrown. */
+export function orThrow<T>(result: T | ProxyError): T {
+  if (result instanceof ProxyError) throw result;
+  return result;
+}
+
 export function isProxyError(value: unknown): value is ProxyError {
   return value instanceof ProxyError;
 }

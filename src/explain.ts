@@ -5,7 +5,7 @@
  */
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import { ERRORS, isProxyError, ProxyError } from './errors.ts';
+import { ERRORS, isProxyError, orThrow, ProxyError } from './errors.ts';
 import { decide, forwardHeaders, newExchange } from './pipeline.ts';
 import type { TraceStep } from './pipeline.ts';
 import type { RuleTrace } from './policy/evaluate.ts';
@@ -40,7 +40,7 @@ export async function explainRequest(rt: Runtime, input: ExplainInput): Promise<
   let decision: Explanation['decision'];
   let forward: Explanation['forward'];
   try {
-    const d = await decide(req, rt, ex);
+    const d = orThrow(await decide(req, rt, ex));
     const upstreamHeaders = forwardHeaders(req, rt, ex.requestId, d, '127.0.0.1');
     ex.trace.push({ stage: 'rewrite', ok: true, detail: `forward ${ex.method} ${d.upstreamPath} to upstream ${d.route.upstream}` });
     forward = { upstream: d.route.upstream, path: d.upstreamPath, headers: upstreamHeaders };

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { extractToken } from './auth/extract.ts';
 import type { ExtractedToken } from './auth/extract.ts';
 import type { VerifiedToken } from './auth/verify.ts';
-import { ERRORS, ProxyError, bearerChallenge, isProxyError } from './errors.ts';
+import { ERRORS, ProxyError, bearerChallenge, isProxyError, orThrow } from './errors.ts';
 import type { ErrorCode } from './errors.ts';
 import { checkEnvironment } from './policy/environment.ts';
 import { evaluatePolicy } from './policy/evaluate.ts';
@@ -85,10 +85,11 @@ export interface Decision {
 
 /**
  * The stages up to (not including) forwarding; shared by plain requests, WebSocket upgrades and `explain`.
- * Synchronous (returning or throwing) unless a stage must wait: a JWKS refetch or a Loki form body. The
- * serving path then pays no promise per stage, and a refused token is a plain throw.
+ * Synchronous unless a stage must wait: a JWKS refetch or a Loki form body, so the serving path pays no
+ * promise per stage. A refused token is returned as its ProxyError (the forged-token flood: no throw, see
+ * `verifyTokenNow`); every other refusal is thrown.
  */
-export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decision | Promise<Decision> {
+export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decision | ProxyError | Promise<Decision> {
   const target = normalizeRequestTarget(req.url ?? '/');
   ex.path = target.path;
   const { route, params } = rt.routes.match(hostOf(req.headers.host), ex.method, target.path);
@@ -112,6 +113,7 @@ export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decisio
   // A token that is present but bad is refused even on optional routes (Envoy's allow_missing, not
   // allow_missing_or_failed): a caller must never be downgraded to anonymous by a broken token.
   const checked = rt.tokens.check(found.token, route.auth.issuers);
+  if (checked instanceof ProxyError) return checked;
   return checked instanceof Promise ? checked.then((token) => authorize(stage, token)) : authorize(stage, checked);
 }
 
@@ -214,6 +216,7 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     if (deps.audit !== undefined) ex.eventId = uuidv7();
     const decided = decide(req, rt, ex);
     const decision = decided instanceof Promise ? await decided : decided;
+    if (decision instanceof ProxyError) return refuse(res, decision, ex, deps, req, rt);
     if (decision.route.auditApi) {
       res.setHeader('x-request-id', ex.requestId);
       if (ex.eventId !== '') res.setHeader('x-portcullis-event-id', ex.eventId);
@@ -238,11 +241,17 @@ export async function handleRequest(req: IncomingMessage, res: ServerResponse, d
     ex.upstreamMs = outcome.upstreamMs;
     ex.aborted = outcome.aborted;
   } catch (error) {
-    ex.error = toProxyError(error, deps.logger, ex.requestId);
-    ex.status = ex.error.status;
-    if (!res.headersSent) sendError(res, ex.error, ex, rt.config.realm);
-    else res.destroy();
+    return refuse(res, toProxyError(error, deps.logger, ex.requestId), ex, deps, req, rt);
   }
+  finish(ex, deps, req);
+}
+
+/** Answers a refused or failed request (or cuts a response already under way), then logs and counts it. */
+function refuse(res: ServerResponse, error: ProxyError, ex: Exchange, deps: PipelineDeps, req: IncomingMessage, rt: Runtime): void {
+  ex.error = error;
+  ex.status = error.status;
+  if (!res.headersSent) sendError(res, error, ex, rt.config.realm);
+  else res.destroy();
   finish(ex, deps, req);
 }
 
@@ -255,7 +264,7 @@ export async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: 
     if (deps.shuttingDown()) throw new ProxyError('ERR_SHUTTING_DOWN', { retryAfter: 1 });
     if (deps.audit !== undefined) ex.eventId = uuidv7();
     const decided = decide(req, rt, ex);
-    const decision = decided instanceof Promise ? await decided : decided;
+    const decision = orThrow(decided instanceof Promise ? await decided : decided);
     if (!decision.route.websocket || decision.route.auditApi) throw new ProxyError('ERR_ROUTE_NOT_FOUND', { detail: 'websocket disabled on route' });
     if (deps.audit !== undefined && !deps.audit.admit()) throw new ProxyError('ERR_AUDIT_UNAVAILABLE', { retryAfter: 5 });
     const upstream = rt.upstreams.get(decision.route.upstream)!;

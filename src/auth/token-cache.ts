@@ -23,7 +23,7 @@
  * the bench's every-token-new scenario, and they cannot evict the tokens that are reused. A reused token
  * pays one extra verification.
  */
-import { ProxyError } from '../errors.ts';
+import { ProxyError, orThrow } from '../errors.ts';
 import type { IssuerRegistry } from './issuers.ts';
 import { verifyTokenNow } from './verify.ts';
 import type { VerifiedToken } from './verify.ts';
@@ -31,8 +31,11 @@ import type { VerifiedToken } from './verify.ts';
 export interface TokenVerifier {
   /** Same contract and codes as `verifyToken`. */
   verify(token: string, allowedIssuerIds: readonly string[]): Promise<VerifiedToken>;
-  /** The same, for the request path: returns or throws synchronously unless a key refetch is needed. */
-  check(token: string, allowedIssuerIds: readonly string[]): VerifiedToken | Promise<VerifiedToken>;
+  /**
+   * The same, for the request path: synchronous unless a key refetch is needed, and a refused token is
+   * returned as its ProxyError instead of thrown (see `verifyTokenNow`).
+   */
+  check(token: string, allowedIssuerIds: readonly string[]): VerifiedToken | ProxyError | Promise<VerifiedToken>;
   readonly size: () => number;
 }
 
@@ -72,27 +75,28 @@ export function createTokenVerifier(registry: IssuerRegistry, options: TokenCach
     }
     return verified;
   };
-  const check = (token: string, allowedIssuerIds: readonly string[]): VerifiedToken | Promise<VerifiedToken> => {
+  const check = (token: string, allowedIssuerIds: readonly string[]): VerifiedToken | ProxyError | Promise<VerifiedToken> => {
     const key = token.slice(-KEY_CHARS);
     const hit = entries.get(key);
     if (hit !== undefined && hit.token === token) {
       const cached = hit.verified;
       if (isStillValid(cached, now() / 1000)) {
         if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(cached.issuer.config.id)) {
-          throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `issuer ${cached.issuer.config.id} is not allowed on this route` });
+          return new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `issuer ${cached.issuer.config.id} is not allowed on this route` });
         }
         return cached;
       }
       entries.delete(key);
     }
     const verified = verifyTokenNow(token, registry, allowedIssuerIds, now() / 1000);
+    if (verified instanceof ProxyError) return verified;
     return verified instanceof Promise ? verified.then((v) => remember(token, key, v)) : remember(token, key, verified);
   };
   return {
     size: () => entries.size,
     check,
     async verify(token, allowedIssuerIds) {
-      return check(token, allowedIssuerIds);
+      return orThrow(check(token, allowedIssuerIds));
     },
   };
 }

@@ -11,7 +11,7 @@ import { createIssuerRegistry } from '../../src/auth/issuers.ts';
 import { createTokenVerifier } from '../../src/auth/token-cache.ts';
 import type { TokenVerifier } from '../../src/auth/token-cache.ts';
 import type { VerifiedToken } from '../../src/auth/verify.ts';
-import { ProxyError } from '../../src/errors.ts';
+import { ProxyError, isProxyError } from '../../src/errors.ts';
 import type { IssuerConfig } from '../../src/config/types.ts';
 import { createTestSigner } from '../helpers/keys.ts';
 import { TEST_JWKS_POLICY, testIssuerConfig } from '../helpers/config.ts';
@@ -85,15 +85,26 @@ test('a token that shares a cached token\'s signature ending is verified on its 
   assert.equal(cache.size(), 1);
 });
 
-test('check() answers without a promise while the key is at hand: a hit, a fresh verification, a forged token', async () => {
+test('check() answers without a promise while the key is at hand, and returns refusals rather than throwing them', async () => {
   const cache = createTokenVerifier(registry, { maxEntries: 10, maxTokenBytes: 4096, now });
   const token = await signerA.sign({ iss: ISS, exp: T0 + 60, sub: 'sync' });
   assert.ok(!(cache.check(token, []) instanceof Promise), 'a first verification with a known key is synchronous');
   const admitted = cache.check(token, []);
   assert.equal(cache.check(token, []), admitted, 'and a hit is synchronous too');
   const forged = token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
-  assert.throws(() => cache.check(forged, []), code('ERR_TOKEN_SIGNATURE_INVALID'));
-  assert.throws(() => cache.check('not.a.jwt!', []), code('ERR_TOKEN_MALFORMED'));
+  const expired = await signerA.sign({ iss: ISS, exp: T0 - 600 });
+  // Refusals before the signature check (thrown inside, caught), after it (returned), and on a hit.
+  for (const [label, refused, wanted, allowed] of [
+    ['forged', forged, 'ERR_TOKEN_SIGNATURE_INVALID', []],
+    ['malformed', 'not.a.jwt!', 'ERR_TOKEN_MALFORMED', []],
+    ['expired', expired, 'ERR_TOKEN_EXPIRED', []],
+    ['cached, issuer not allowed on the route', token, 'ERR_TOKEN_ISSUER_UNKNOWN', ['other']],
+  ] as const) {
+    const result = cache.check(refused, allowed);
+    assert.ok(isProxyError(result), `${label}: returned as a ProxyError`);
+    assert.equal(result.code, wanted, label);
+    await assert.rejects(cache.verify(refused, allowed), code(wanted), `${label}: verify() rejects with it`);
+  }
 });
 
 test('an entry never outlives exp', async () => {
