@@ -99,7 +99,18 @@ export function mintOne(key: BenchKey, n: number, ttlSeconds: number): string {
 export function forgeOne(key: BenchKey, n: number, ttlSeconds: number): string {
   const valid = mintOne(key, n, ttlSeconds);
   const input = valid.slice(0, valid.lastIndexOf('.'));
-  return `${input}.${randomBytes(key.signatureBytes).toString('base64url')}`;
+  return `${input}.${forgedSignature(key)}`;
+}
+
+/**
+ * Random signature bytes, the worst case for the verifier. A random RSA value is often at or above the
+ * modulus, which OpenSSL refuses before the exponentiation; a forger picks values below it, so the top bit
+ * is cleared (a k-byte modulus has it set) and every refusal pays the full public-key operation.
+ */
+function forgedSignature(key: BenchKey): string {
+  const bytes = randomBytes(key.signatureBytes);
+  if (key.alg.startsWith('RS') || key.alg.startsWith('PS')) bytes[0]! &= 0x7f;
+  return bytes.toString('base64url');
 }
 
 /**
@@ -134,7 +145,7 @@ export function forgeFile(key: BenchKey, first: number, count: number, ttlSecond
   const lines: string[] = [];
   for (let n = first; n < first + count; n++) {
     const body = Buffer.from(JSON.stringify(payload(n, ttlSeconds))).toString('base64url');
-    lines.push(`${header}.${body}.${randomBytes(key.signatureBytes).toString('base64url')}`);
+    lines.push(`${header}.${body}.${forgedSignature(key)}`);
   }
   writeFileSync(file, lines.join('\n') + '\n');
 }
