@@ -86,8 +86,10 @@ export interface Decision {
 /**
  * The stages up to (not including) forwarding; shared by plain requests, WebSocket upgrades and `explain`.
  * Synchronous unless a stage must wait: a JWKS refetch or a Loki form body, so the serving path pays no
- * promise per stage. A refused token is returned as its ProxyError (the forged-token flood: no throw, see
- * `verifyTokenNow`); every other refusal is thrown.
+ * promise per stage. A request refused at the token stage, without a token on a required route or with a
+ * refused one, gets its ProxyError returned: those are the floods (scanners without credentials, forged
+ * tokens), and a throw there costs more than the rest of the answer (see `verifyTokenNow`). Every other
+ * refusal is thrown.
  */
 export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decision | ProxyError | Promise<Decision> {
   const target = normalizeRequestTarget(req.url ?? '/');
@@ -102,7 +104,7 @@ export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decisio
     found = extractToken(req, query, route.auth.from, rt.config.limits.maxTokenBytes);
     if (found === undefined) {
       ex.trace?.push({ stage: 'token', ok: route.auth.mode !== 'required', detail: `no token in ${route.auth.from.map((l) => `${l.kind} ${l.name}`).join(', ')}` });
-      if (route.auth.mode === 'required') throw new ProxyError('ERR_TOKEN_MISSING');
+      if (route.auth.mode === 'required') return TOKEN_MISSING;
     } else {
       ex.trace?.push({ stage: 'token', ok: true, detail: `token found in ${found.from.kind} ${found.from.name}` });
     }
@@ -116,6 +118,9 @@ export function decide(req: IncomingMessage, rt: Runtime, ex: Exchange): Decisio
   if (checked instanceof ProxyError) return checked;
   return checked instanceof Promise ? checked.then((token) => authorize(stage, token)) : authorize(stage, checked);
 }
+
+/** One shared answer for every request without a token: it carries nothing of the request, nobody mutates it. */
+const TOKEN_MISSING = new ProxyError('ERR_TOKEN_MISSING');
 
 /** What `decide` hands from token extraction to the later stages. */
 interface Stage {

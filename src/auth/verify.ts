@@ -68,8 +68,7 @@ export async function verifyToken(
  * thrown: a forged-token flood is the path an attacker drives hardest, and a throw there cost ~5% of each
  * refusal. V8 tiers a function up only when it returns (or loops), so functions that only ever throw stay
  * in the interpreter, and a throw from optimized code pays a frame translation and a source-position search
- * for its message. Only the cheap refusals found before the signature check are thrown inside, and caught
- * here.
+ * for its message. The stages below return their refusals; what still throws (a key lookup) is caught here.
  */
 export function verifyTokenNow(
   token: string,
@@ -78,7 +77,8 @@ export function verifyTokenNow(
   now: number,
 ): VerifiedToken | ProxyError | Promise<VerifiedToken> {
   try {
-    return verifyParsed(token, parseCompact(token), registry, allowedIssuerIds, now);
+    const parsed = parseCompact(token);
+    return parsed instanceof ProxyError ? parsed : verifyParsed(token, parsed, registry, allowedIssuerIds, now);
   } catch (error) {
     if (error instanceof ProxyError) return error;
     throw error;
@@ -94,10 +94,12 @@ function verifyParsed(
 ): VerifiedToken | ProxyError | Promise<VerifiedToken> {
   const { header, claims } = parsed;
   const alg = checkHeader(header);
+  if (alg instanceof ProxyError) return alg;
   const kid = header.kid as string | undefined;
   const issuer = selectIssuer(claims, registry, allowedIssuerIds);
+  if (issuer instanceof ProxyError) return issuer;
   if (!issuer.config.algorithms.includes(alg)) {
-    throw new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', {
+    return new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', {
       detail: `alg ${printable(alg)} is not allowed for issuer ${issuer.config.id}`,
     });
   }
@@ -106,7 +108,7 @@ function verifyParsed(
   return checkWithKey(token, parsed, issuer, pending, now);
 }
 
-/** Signature, then claims: the refusals that follow public-key work are returned, never thrown. */
+/** Signature, then claims. */
 function checkWithKey(token: string, parsed: ParsedToken, issuer: Issuer, key: LoadedKey, now: number): VerifiedToken | ProxyError {
   const { header, claims } = parsed;
   const alg = header.alg as string;
@@ -128,11 +130,11 @@ function checkWithKey(token: string, parsed: ParsedToken, issuer: Issuer, key: L
 }
 
 /** RFC 7515 §7.1: three base64url segments; header and payload are JSON objects (RFC 7519 §7.2 steps 1-10). */
-function parseCompact(token: string): ParsedToken {
+function parseCompact(token: string): ParsedToken | ProxyError {
   const first = token.indexOf('.');
   const second = first < 0 ? -1 : token.indexOf('.', first + 1);
   // Five segments is a JWE (RFC 7516 §7.1), which we do not decrypt; anything else is not a JWS either.
-  if (second < 0 || token.indexOf('.', second + 1) >= 0) throw malformed(`${token.split('.').length} segments instead of 3`);
+  if (second < 0 || token.indexOf('.', second + 1) >= 0) return malformed(`${token.split('.').length} segments instead of 3`);
   const header = token.slice(0, first);
   const payload = token.slice(first + 1, second);
   const signature = token.slice(second + 1);
@@ -151,18 +153,17 @@ function parseCompact(token: string): ParsedToken {
     payloadBytes.toString('base64url') !== payload ||
     signatureBytes.toString('base64url') !== signature
   ) {
-    checkSegments(header, payload, signature);
+    return checkSegments(header, payload, signature);
   }
-  return {
-    header: decodeJsonObject(headerBytes, 'header'),
-    claims: decodeJsonObject(payloadBytes, 'payload'),
-    signature: signatureBytes,
-    signedLength: second,
-  };
+  const headerJson = decodeJsonObject(headerBytes, 'header');
+  if (headerJson instanceof ProxyError) return headerJson;
+  const claims = decodeJsonObject(payloadBytes, 'payload');
+  if (claims instanceof ProxyError) return claims;
+  return { header: headerJson, claims, signature: signatureBytes, signedLength: second };
 }
 
-/** Throws the precise reason a compact form failed the strict base64url check; always throws. */
-function checkSegments(header: string, payload: string, signature: string): never {
+/** The precise reason a compact form failed the strict base64url check. */
+function checkSegments(header: string, payload: string, signature: string): ProxyError {
   for (const [name, segment] of [
     ['header', header],
     ['payload', payload],
@@ -170,49 +171,49 @@ function checkSegments(header: string, payload: string, signature: string): neve
   ] as const) {
     // The signature may be empty only so that `alg: none` tokens reach the alg check and get its code.
     if ((segment === '' && name !== 'signature') || !BASE64URL.test(segment) || segment.length % 4 === 1) {
-      throw malformed(`the ${name} is not base64url`);
+      return malformed(`the ${name} is not base64url`);
     }
     if (Buffer.from(segment, 'base64url').toString('base64url') !== segment) {
-      throw malformed(`the ${name} has non-zero padding bits (not canonical base64url)`);
+      return malformed(`the ${name} has non-zero padding bits (not canonical base64url)`);
     }
   }
   // Unreachable while the two checks agree; if they ever disagree, refusing is the safe side.
-  throw malformed('the token is not base64url');
+  return malformed('the token is not base64url');
 }
 
-function decodeJsonObject(bytes: Buffer, name: string): Record<string, unknown> {
+function decodeJsonObject(bytes: Buffer, name: string): Record<string, unknown> | ProxyError {
   let value: unknown;
   try {
     value = JSON.parse(UTF8.decode(bytes));
   } catch {
-    throw malformed(`the ${name} is not JSON`);
+    return malformed(`the ${name} is not JSON`);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw malformed(`the ${name} is not a JSON object`);
+    return malformed(`the ${name} is not a JSON object`);
   }
   return value as Record<string, unknown>;
 }
 
-/** Returns the alg once the header is acceptable. */
-function checkHeader(header: Record<string, unknown>): string {
+/** Returns the alg once the header is acceptable, or the refusal. */
+function checkHeader(header: Record<string, unknown>): string | ProxyError {
   const alg = header.alg;
-  if (typeof alg !== 'string' || alg === '') throw malformed('the alg header is missing');
+  if (typeof alg !== 'string' || alg === '') return malformed('the alg header is missing');
   // RFC 8725 §3.1 / §2.1: `none` in any spelling is refused before anything else looks at the token.
-  if (alg.toLowerCase() === 'none') throw new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', { detail: 'alg none' });
+  if (alg.toLowerCase() === 'none') return new ProxyError('ERR_TOKEN_ALG_NOT_ALLOWED', { detail: 'alg none' });
   if (header.crit !== undefined) {
     const crit = header.crit;
     // RFC 7515 §4.1.11: a non-empty array of names; we implement no extension, so any name is unknown.
     if (!Array.isArray(crit) || crit.length === 0 || crit.some((name) => typeof name !== 'string' || name === '')) {
-      throw malformed('crit is not a non-empty array of names');
+      return malformed('crit is not a non-empty array of names');
     }
-    throw new ProxyError('ERR_TOKEN_CRIT_UNSUPPORTED', {
+    return new ProxyError('ERR_TOKEN_CRIT_UNSUPPORTED', {
       detail: `crit ${crit.map((name: string) => printable(name)).join(',')}`,
     });
   }
   // RFC 7797 §6: `b64` is only meaningful listed in crit; alone it is a malformed header, and refusing it
   // avoids disagreeing with another parser about whether the payload is encoded.
-  if (header.b64 !== undefined) throw malformed('b64 without crit');
-  if (header.kid !== undefined && typeof header.kid !== 'string') throw malformed('kid is not a string');
+  if (header.b64 !== undefined) return malformed('b64 without crit');
+  if (header.kid !== undefined && typeof header.kid !== 'string') return malformed('kid is not a string');
   return alg;
 }
 
@@ -220,17 +221,17 @@ function selectIssuer(
   claims: Record<string, unknown>,
   registry: IssuerRegistry,
   allowedIssuerIds: readonly string[],
-): Issuer {
+): Issuer | ProxyError {
   const iss = claims.iss;
   if (typeof iss !== 'string') {
-    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: 'the iss claim is missing or not a string' });
+    return new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: 'the iss claim is missing or not a string' });
   }
   const issuer = registry.byIssuer(iss);
   if (issuer === undefined) {
-    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `iss ${printable(iss)} is not configured` });
+    return new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', { detail: `iss ${printable(iss)} is not configured` });
   }
   if (allowedIssuerIds.length > 0 && !allowedIssuerIds.includes(issuer.config.id)) {
-    throw new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', {
+    return new ProxyError('ERR_TOKEN_ISSUER_UNKNOWN', {
       detail: `issuer ${issuer.config.id} is not allowed on this route`,
     });
   }

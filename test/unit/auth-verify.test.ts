@@ -15,7 +15,7 @@ import { errors as joseErrors } from 'jose';
 import type { IssuerConfig, JwksPolicy, StaticKeySpec } from '../../src/config/types.ts';
 import { createIssuerRegistry } from '../../src/auth/issuers.ts';
 import type { IssuerRegistry } from '../../src/auth/issuers.ts';
-import { mapJoseError, verifyToken } from '../../src/auth/verify.ts';
+import { mapJoseError, verifyToken, verifyTokenNow } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { base64url, createTestSigner, forgeToken } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
@@ -289,6 +289,10 @@ for (const c of CASES) {
       assert.ok(error.detail !== undefined && error.detail.length > 0, `${error.code} carries an operator detail`);
     }
     assert.equal(got, c.want);
+    // The request path's form gives the same answer and returns a refusal instead of throwing it.
+    const direct = verifyTokenNow(token, registry, c.allowed ?? [], c.now ?? NOW);
+    const answer = direct instanceof Promise ? await direct.then(() => 'ok', (error: unknown) => (isProxyError(error) ? error.code : 'thrown')) : isProxyError(direct) ? direct.code : 'ok';
+    assert.equal(answer, c.want, 'verifyTokenNow');
   });
 }
 
