@@ -41,7 +41,7 @@ import {
 } from './lib/procs.ts';
 import { checkTargets, formatTargets, markdownTable, summarize, textTable } from './lib/report.ts';
 import type { Row, Sample } from './lib/report.ts';
-import { DEFAULT_SCENARIOS, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
+import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
 import { CONCURRENCY, formatInstructions, runInstructions } from './lib/instructions.ts';
@@ -54,7 +54,6 @@ import { runWrk, writeWrkScript } from './lib/wrk.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(HERE);
-const PATH = '/';
 const WARM_TOKENS = 3000;
 /** Seconds a measured run costs beyond warm-up + duration (start, checks, stop), for the estimate. */
 const OVERHEAD_S = 1.0;
@@ -278,6 +277,8 @@ interface TokenFiles {
   readonly valid: string;
   /** A bad-signature token of the same alg. */
   readonly forged: string;
+  /** A valid token of the same alg that the `policy` scenario's rules deny. */
+  readonly denied: string;
 }
 
 function fileKey(scenario: Pick<Scenario, 'alg' | 'tokens'>): string {
@@ -296,6 +297,7 @@ async function makeTokenFiles(scenarios: readonly Scenario[], pool: number): Pro
     const warm = join(dir, `${name}.warm.tokens`);
     const valid = mintOne(key, 0, ttl);
     const forged = forgeOne(key, 0, ttl);
+    const denied = mintOne(key, 0, ttl, [POLICY.denyRole, POLICY.role]);
     let count = 1;
     if (tokens === 'same') {
       writeFileSync(measure, valid + '\n');
@@ -315,7 +317,7 @@ async function makeTokenFiles(scenarios: readonly Scenario[], pool: number): Pro
       count = pool;
     }
     const sample = tokens === 'same' ? valid : tokens === 'invalid-same' ? forged : firstLine(measure);
-    out.set(name, { measure, warm, count, sample, valid, forged });
+    out.set(name, { measure, warm, count, sample, valid, forged, denied });
   }
   return out;
 }
@@ -332,19 +334,30 @@ function firstLine(file: string): string {
 
 /**
  * Before measuring: the contestant answers the scenario's token as it should, refuses a forged one, and
- * (claims scenario) forwards the claim headers and no Authorization. Returns notes; throws when the
- * contestant is wrong enough that its numbers would mean nothing.
+ * (claims scenario) forwards the claim headers and no Authorization; (policy) denies what the rules deny;
+ * (loki) forwards the query with the env matcher added. Returns notes; throws when the contestant is wrong
+ * enough that its numbers would mean nothing.
  */
 async function checkContestant(c: Contestant, s: Scenario, running: Running, files: TokenFiles): Promise<string[]> {
   const notes: string[] = [];
   const auth = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
   const expect = c.baseline ? 200 : s.expect;
-  const got = await httpGet(running.port, PATH, auth(files.sample));
+  const got = await httpGet(running.port, s.path, { ...auth(files.sample), 'x-bench-echo': '1' });
   if (got.status !== expect) throw new Error(`answered ${got.status} instead of ${expect} to the scenario's token`);
   if (c.baseline) return notes;
-  const forged = await httpGet(running.port, PATH, auth(files.forged));
+  const forged = await httpGet(running.port, s.path, auth(files.forged));
   if (forged.status !== 401) throw new Error(`answered ${forged.status} to a forged token`);
-  const none = await httpGet(running.port, PATH, {});
+  if (s.route === 'policy') {
+    const denied = await httpGet(running.port, s.path, auth(files.denied));
+    if (denied.status !== 403) throw new Error(`answered ${denied.status} instead of 403 to a token the policy denies`);
+  }
+  if (s.route === 'loki') {
+    const sent = got.headers['x-bench-query'];
+    const received = typeof sent === 'string' ? decodeURIComponent(sent.replace(/\+/g, ' ')) : '';
+    if (!received.includes('env="staging"')) throw new Error(`forwarded the LogQL query without the env matcher: ${received.slice(0, 160)}`);
+    if (received === LOKI_QUERY) throw new Error('forwarded the LogQL query unchanged');
+  }
+  const none = await httpGet(running.port, s.path, {});
   if (none.status !== 401) throw new Error(`answered ${none.status} without a token`);
   const echo = await httpGet(running.port, ECHO_PATH, auth(files.valid));
   if (echo.status !== 200) throw new Error(`answered ${echo.status} to a valid token on ${ECHO_PATH}`);
@@ -389,7 +402,7 @@ async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round:
   try {
     for (const note of await checkContestant(c, s, running, files)) row.notes.add(note);
     if (warmup > 0) {
-      await runWrk({ port: running.port, path: PATH, tokenFile: files.warm, script, seconds: warmup, connections, cpus: cores.gen });
+      await runWrk({ port: running.port, path: s.path, tokenFile: files.warm, script, seconds: warmup, connections, cpus: cores.gen });
     }
     const before = processTree(running.pid);
     if (!resetPeakRss(before)) row.notes.add('peak RSS includes start-up (clear_refs refused)');
@@ -397,7 +410,7 @@ async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round:
     const cpuBefore = cpuSeconds(before);
     const nginxBefore = cpuSeconds(nginxTree);
     const coresBefore = coreTimes();
-    const result = await runWrk({ port: running.port, path: PATH, tokenFile: files.measure, script, seconds: duration, connections, cpus: cores.gen });
+    const result = await runWrk({ port: running.port, path: s.path, tokenFile: files.measure, script, seconds: duration, connections, cpus: cores.gen });
     const coresAfter = coreTimes();
     const after = [...new Set([...before, ...processTree(running.pid)])];
     const cpu = cpuDelta(cpuBefore, cpuSeconds(after));

@@ -4,7 +4,7 @@
  * EdDSA, so the harness does not start this contestant for EdDSA scenarios.
  *
  *   node bench/contestants/express-jwt.ts --port 18107 --backend http://127.0.0.1:18080 \
- *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub]
+ *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub] [--policy]
  */
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -14,7 +14,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { expressjwt } from 'express-jwt';
 import type { Algorithm } from 'jsonwebtoken';
 import { createProxyMiddleware } from 'http-proxy-middleware';
-import { claimValue, exitOnSignals, readOptions } from './shared.ts';
+import { claimValue, exitOnSignals, policyAllows, readOptions } from './shared.ts';
 
 const options = readOptions();
 const app = express();
@@ -29,6 +29,13 @@ app.use(
     audience: options.audience,
   }),
 );
+
+if (options.policy) {
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    if (policyAllows((req as Request & { auth?: unknown }).auth)) return next();
+    res.status(403).json({ error: 'forbidden' });
+  });
+}
 
 app.use(
   createProxyMiddleware({

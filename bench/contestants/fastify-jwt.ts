@@ -4,7 +4,7 @@
  * show: a public key, an alg allow-list, `allowedIss` / `allowedAud`, `request.jwtVerify()` in a preHandler.
  *
  *   node bench/contestants/fastify-jwt.ts --port 18106 --backend http://127.0.0.1:18080 \
- *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub]
+ *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub] [--policy]
  */
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -12,7 +12,7 @@ import Fastify from 'fastify';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fastifyJwt from '@fastify/jwt';
 import fastifyHttpProxy from '@fastify/http-proxy';
-import { claimValue, exitOnSignals, readOptions } from './shared.ts';
+import { claimValue, exitOnSignals, policyAllows, readOptions } from './shared.ts';
 
 const options = readOptions();
 const app = Fastify({ logger: false });
@@ -33,7 +33,9 @@ await app.register(fastifyHttpProxy, {
         .code(401)
         .header('www-authenticate', 'Bearer error="invalid_token"')
         .send({ error: 'invalid_token' });
+      return;
     }
+    if (options.policy && !policyAllows(request.user)) await reply.code(403).send({ error: 'forbidden' });
   },
   replyOptions: {
     rewriteRequestHeaders: (request, headers: IncomingHttpHeaders) => {

@@ -5,7 +5,7 @@
  * optionally copy claims to headers, strip Authorization, forward with undici (same code as passthrough).
  *
  *   node bench/contestants/lean-verify.ts --port 18102 --backend http://127.0.0.1:18080 \
- *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub]
+ *     --alg RS256 --key public.pem --iss https://issuer.bench --aud bench-api [--claims x-user-id=sub] [--policy]
  */
 import { createPublicKey, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { ServerResponse } from 'node:http';
 import { createForwarder, forwardHeaders } from './forward.ts';
-import { claimValue, exitOnSignals, readOptions } from './shared.ts';
+import { claimValue, exitOnSignals, policyAllows, readOptions } from './shared.ts';
 
 const options = readOptions();
 const key: KeyObject = createPublicKey(readFileSync(options.keyFile));
@@ -26,6 +26,7 @@ const DROP = new Set(['authorization', ...options.claimHeaders.map(([header]) =>
 const server = createServer((req, res) => {
   const claims = authenticate(req.headers.authorization);
   if (claims === undefined) return unauthorized(res);
+  if (options.policy && !policyAllows(claims)) return forbidden(res);
   const headers = forwardHeaders(req.headers, DROP);
   for (const [header, path] of options.claimHeaders) {
     const value = claimValue(claims, path);
@@ -60,6 +61,11 @@ function authenticate(authorization: string | undefined): Record<string, unknown
   const aud = claims.aud;
   if (aud !== options.audience && !(Array.isArray(aud) && aud.includes(options.audience))) return undefined;
   return claims;
+}
+
+function forbidden(res: ServerResponse): void {
+  res.writeHead(403, { 'content-type': 'application/json' });
+  res.end('{"error":"forbidden"}');
 }
 
 function unauthorized(res: ServerResponse): void {

@@ -1,12 +1,13 @@
 /**
  * What the Node contestants share: their command line, and the claims -> headers mapping. Each contestant is
  * started by bench/run.ts as `node bench/contestants/<name>.ts --port P --backend URL [--alg A --key FILE
- * --iss I --aud A --claims h=path,...]` and must answer on 127.0.0.1:P until SIGTERM.
+ * --iss I --aud A --claims h=path,... --policy]` and must answer on 127.0.0.1:P until SIGTERM.
  *
  * Contestants are deliberately small and written the way their library's README suggests; they are peers to
  * measure Portcullis against, not products.
  */
 import { parseArgs } from 'node:util';
+import { POLICY } from '../lib/scenarios.ts';
 
 export interface ContestantOptions {
   readonly port: number;
@@ -20,6 +21,8 @@ export interface ContestantOptions {
   readonly audience: string;
   /** Header name -> dotted claim path, from `--claims x-user-id=sub,x-user-roles=realm_access.roles`. */
   readonly claimHeaders: ReadonlyArray<readonly [string, readonly string[]]>;
+  /** Enforce the `policy` scenario's rules (`policyAllows`), answering 403 when they deny. */
+  readonly policy: boolean;
 }
 
 export function readOptions(argv: readonly string[] = process.argv.slice(2)): ContestantOptions {
@@ -33,6 +36,7 @@ export function readOptions(argv: readonly string[] = process.argv.slice(2)): Co
       iss: { type: 'string', default: '' },
       aud: { type: 'string', default: '' },
       claims: { type: 'string', default: '' },
+      policy: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -47,6 +51,7 @@ export function readOptions(argv: readonly string[] = process.argv.slice(2)): Co
     issuer: values.iss,
     audience: values.aud,
     claimHeaders: parseClaimHeaders(values.claims),
+    policy: values.policy,
   };
 }
 
@@ -70,6 +75,18 @@ export function claimValue(claims: unknown, path: readonly string[]): string | u
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return value.map(String).join(',');
   return undefined;
+}
+
+/**
+ * The `policy` scenario's rules as a peer writes them by hand after its JWT middleware: a contractor is
+ * denied; a log reader with the logs:read scope in tenant acme is allowed; anything else is denied.
+ */
+export function policyAllows(claims: unknown): boolean {
+  const { realm_access: realm, scope, tenant } = (claims ?? {}) as { realm_access?: { roles?: unknown }; scope?: unknown; tenant?: unknown };
+  const roles = Array.isArray(realm?.roles) ? (realm.roles as unknown[]) : [];
+  if (roles.includes(POLICY.denyRole)) return false;
+  const scopes = typeof scope === 'string' ? scope.split(' ') : [];
+  return roles.includes(POLICY.role) && scopes.includes(POLICY.scope) && tenant === POLICY.tenant;
 }
 
 /** Exit cleanly on SIGTERM / SIGINT so the harness never waits on a contestant. */

@@ -76,9 +76,9 @@ export async function runInstructions(o: InstructionsOptions): Promise<Instructi
       const running = await contestant.start(scenario, ctx);
       let statuses: Record<string, number>;
       try {
-        await drive(running.port, warm);
+        await drive(running.port, scenario.path, warm);
         control(running.pid, ['-i', 'on']);
-        statuses = await drive(running.port, measure);
+        statuses = await drive(running.port, scenario.path, measure);
         control(running.pid, ['-i', 'off']);
         control(running.pid, ['-d']);
       } finally {
@@ -157,13 +157,13 @@ function readHead(file: string, bytes: number): string {
 }
 
 /** Sends one GET per token over CONCURRENCY keep-alive connections; answers counted by status. */
-async function drive(port: number, tokens: readonly string[]): Promise<Record<string, number>> {
+async function drive(port: number, path: string, tokens: readonly string[]): Promise<Record<string, number>> {
   const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
   const statuses: Record<string, number> = {};
   let next = 0;
   const one = (token: string) =>
     new Promise<void>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: '/', agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const req = request({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
         const status = String(res.statusCode);
         statuses[status] = (statuses[status] ?? 0) + 1;
         res.resume();

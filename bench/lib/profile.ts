@@ -48,9 +48,9 @@ export async function runProfile(o: ProfileOptions): Promise<void> {
   );
   await waitForPort(port, 20_000, child);
   if (o.warmup > 0) {
-    await runWrk({ port, path: '/', tokenFile: o.files.warm, script: o.script, seconds: o.warmup, connections: o.connections, cpus: o.ctx.cores.gen });
+    await runWrk({ port, path: o.scenario.path, tokenFile: o.files.warm, script: o.script, seconds: o.warmup, connections: o.connections, cpus: o.ctx.cores.gen });
   }
-  const result = await runWrk({ port, path: '/', tokenFile: o.files.measure, script: o.script, seconds: o.seconds, connections: o.connections, cpus: o.ctx.cores.gen });
+  const result = await runWrk({ port, path: o.scenario.path, tokenFile: o.files.measure, script: o.script, seconds: o.seconds, connections: o.connections, cpus: o.ctx.cores.gen });
   // SIGTERM: Portcullis drains and exits, and V8 writes the profile on the way out.
   await stopTracked(child, 10_000);
   const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));

@@ -61,8 +61,11 @@ export function generateKeys(dir: string): KeySet {
   return { keys, jwksFile };
 }
 
-/** A Keycloak-like access token payload (about 400 bytes), distinct per `n`. */
-function payload(n: number, ttlSeconds: number): Record<string, unknown> {
+/**
+ * A Keycloak-like access token payload (about 420 bytes), distinct per `n`. `env` is what the `loki`
+ * scenario enforces; the roles pass the `policy` scenario's rules.
+ */
+function payload(n: number, ttlSeconds: number, roles: readonly string[] = ['offline_access', 'log-reader', 'default-roles-bench']): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000);
   return {
     iss: ISSUER,
@@ -73,8 +76,9 @@ function payload(n: number, ttlSeconds: number): Record<string, unknown> {
     jti: randomUUID(),
     azp: 'bench-client',
     scope: 'openid profile logs:read',
-    realm_access: { roles: ['offline_access', 'log-reader', 'default-roles-bench'] },
+    realm_access: { roles },
     tenant: 'acme',
+    env: 'staging',
     email: `user${n}@example.com`,
   };
 }
@@ -90,9 +94,9 @@ function signToken(key: KeyObject, alg: Alg, kid: string, claims: Record<string,
   return `${input}.${signature.toString('base64url')}`;
 }
 
-/** One valid token (subject number `n`). */
-export function mintOne(key: BenchKey, n: number, ttlSeconds: number): string {
-  return signToken(createPrivateKey(key.privatePem), key.alg, key.kid, payload(n, ttlSeconds));
+/** One valid token (subject number `n`), with the usual roles or the given ones. */
+export function mintOne(key: BenchKey, n: number, ttlSeconds: number, roles?: readonly string[]): string {
+  return signToken(createPrivateKey(key.privatePem), key.alg, key.kid, payload(n, ttlSeconds, roles));
 }
 
 /** The same header and payload shape with a random signature of the right length: fails verification only. */
