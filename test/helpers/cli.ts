@@ -52,8 +52,17 @@ export function watchOutput(stream: NodeJS.ReadableStream): { text(): string; wa
       if (seen(fragment, count)) return Promise.resolve();
       if (ended) return Promise.reject(new Error(`output ended without "${fragment}":\n${text}`));
       return new Promise((resolve, reject) => {
-        waiters.push({ fragment, count, resolve });
-        stream.once('end', () => reject(new Error(`output ended without "${fragment}":\n${text}`)));
+        const onEnd = () => reject(new Error(`output ended without "${fragment}":\n${text}`));
+        // Dropped once resolved: a test waiting for many lines must not pile up 'end' listeners.
+        waiters.push({
+          fragment,
+          count,
+          resolve: () => {
+            stream.off('end', onEnd);
+            resolve();
+          },
+        });
+        stream.once('end', onEnd);
       });
     },
   };
