@@ -1,18 +1,24 @@
 /**
- * `serve --workers 2`: workers share the port, the primary's admin listener aggregates their metrics, and
- * SIGTERM drains every worker and exits 0.
+ * `serve --workers 2`: workers share the port, the primary's admin listener aggregates their metrics;
+ * SIGHUP and a change of the watched file reload every worker (an invalid file keeps every worker on the old
+ * config); SIGTERM drains the requests in flight on every worker, refuses new connections meanwhile, and
+ * exits 0.
  */
 import { test } from 'node:test';
+import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { CLI, watchOutput } from '../helpers/cli.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startRecordingUpstream } from '../helpers/upstream.ts';
+import { createTestSigner } from '../helpers/keys.ts';
 
 function getClosing(url: string): Promise<number> {
   // connection: close, so each request is a new connection the cluster hands to the next worker.
@@ -59,5 +65,341 @@ routes:
     await upstream.close();
     rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, out.text());
+  }
+});
+
+type LogLine = { pid: number; msg: string; [key: string]: unknown };
+
+/** The log lines of a child, parsed (a line that is not JSON is skipped: the CLI prints nothing else). */
+function logLines(text: string): LogLine[] {
+  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
+}
+
+/** Pids that logged `msg`, in order. */
+function pidsLogging(text: string, msg: string): number[] {
+  return logLines(text).filter((l) => l.msg === msg).map((l) => l.pid);
+}
+
+/**
+ * Starts `serve --workers 2` and waits until the primary and both workers listen. Returns the child, its
+ * output, and the two worker pids (every pid that logged "portcullis listening" other than the primary's).
+ */
+async function startCluster(t: TestContext, file: string, args: readonly string[] = []) {
+  const child = spawn(process.execPath, [CLI, 'serve', '-c', file, '--workers', '2', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // A test that failed or timed out before its own shutdown leaves no process behind (the workers exit
+  // with the primary: node:cluster ends a worker whose IPC channel closes).
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  const out = watchOutput(child.stdout);
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  await out.waitFor('"msg":"portcullis listening"', 3);
+  const primary = child.pid!;
+  const workers = pidsLogging(out.text(), 'portcullis listening').filter((pid) => pid !== primary);
+  assert.equal(new Set(workers).size, 2, out.text());
+  const exited = once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]>;
+  return { child, out, primary, workers, exited, stderr: () => stderr };
+}
+
+type Cluster = Awaited<ReturnType<typeof startCluster>>;
+
+interface Echo {
+  status: number;
+  /** PORTCULLIS_WORKER_INDEX of the worker that forwarded the request (set_headers x-worker). */
+  worker: string;
+  /** The route's x-config header as the upstream saw it (absent on a 404). */
+  config: string | undefined;
+}
+
+/** One request on a new connection; the recording upstream echoes the headers it received. */
+function getEcho(url: string, token: string): Promise<Echo> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { connection: 'close', authorization: `Bearer ${token}` } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        if (status !== 200) return resolve({ status, worker: '', config: undefined });
+        const headers = (JSON.parse(body) as { headers: Record<string, string> }).headers;
+        resolve({ status, worker: headers['x-worker'] ?? '', config: headers['x-config'] });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * Sends requests on new connections until both workers (by their x-worker index) answered at least
+ * `perWorker` each, at most `max` requests; returns every answer.
+ */
+async function askBothWorkers(url: string, token: string, perWorker = 3, max = 60): Promise<Echo[]> {
+  const answers: Echo[] = [];
+  const count = (w: string) => answers.filter((a) => a.worker === w).length;
+  while (answers.length < max && (count('1') < perWorker || count('2') < perWorker)) answers.push(await getEcho(url, token));
+  assert.ok(count('1') >= perWorker && count('2') >= perWorker, `both workers answered: ${JSON.stringify(answers)}`);
+  return answers;
+}
+
+const ISS = 'https://workers.idp.test';
+
+/**
+ * Writes the issuer's key set next to the config and returns a token it accepts. The route headers below
+ * (set_headers) are rendered for authenticated requests only, hence an issuer.
+ */
+async function issuerIn(dir: string): Promise<string> {
+  const signer = await createTestSigner('ES256');
+  writeFileSync(join(dir, 'jwks.json'), JSON.stringify(signer.jwks));
+  return signer.sign({ iss: ISS, sub: 'tester', exp: Math.floor(Date.now() / 1000) + 600 });
+}
+
+/** A route config whose upstream sees x-config (the version) and x-worker (which worker forwarded). */
+const versioned = (port: number, upstream: string, version: string) => `
+listen: 127.0.0.1:${port}
+admin: false
+issuers:
+  corp: { issuer: ${ISS}, keys: [{ jwks_file: jwks.json }] }
+upstreams:
+  up: { targets: ["${upstream}"] }
+routes:
+  - id: open
+    match: { path_prefix: /${version}/ }
+    upstream: up
+    set_headers: { x-config: "${version}", x-worker: "\${PORTCULLIS_WORKER_INDEX:-primary}" }
+`;
+
+/** Replaces the file in one step (write aside, rename over), so a watcher never reads it half-written. */
+function replaceFile(file: string, text: string): void {
+  writeFileSync(`${file}.next`, text);
+  renameSync(`${file}.next`, file);
+}
+
+/** Numbers the probes of every test, so each probe's access log line is found by its path. */
+let probes = 0;
+
+/**
+ * Asserts that every answer, from both workers, shows config `now` and none `before`: `/now/` reaches the
+ * upstream with x-config: now, and `/before/` is no longer routed (404). A 404 never reaches the upstream, so
+ * its worker is read from the access log line of its (unique) path.
+ */
+async function assertServing(cluster: Cluster, port: number, token: string, now: string, before: string | undefined): Promise<void> {
+  const answers = await askBothWorkers(`http://127.0.0.1:${port}/${now}/x`, token);
+  assert.deepEqual(new Set(answers.map((a) => `${a.status} ${a.config}`)), new Set([`200 ${now}`]), JSON.stringify(answers));
+  if (before === undefined) return;
+  const stale = new Map<number, number[]>();
+  for (let sent = 0; sent < 60 && (stale.size < 2 || [...stale.values()].some((s) => s.length < 3)); sent++) {
+    const path: string = `/${before}/gone-${++probes}`;
+    const { status } = await getEcho(`http://127.0.0.1:${port}${path}`, token);
+    await cluster.out.waitFor(`"path":"${path}"`);
+    const line: LogLine = logLines(cluster.out.text()).find((l) => l.msg === 'request' && l.path === path)!;
+    assert.equal(line.status, status);
+    stale.set(line.pid, [...(stale.get(line.pid) ?? []), status]);
+  }
+  assert.deepEqual(new Set(stale.keys()), new Set(cluster.workers), 'both workers answered');
+  assert.deepEqual(new Set([...stale.values()].flat()), new Set([404]), `no worker still routes /${before}/`);
+}
+
+test('--workers 2: SIGHUP reloads the primary and both workers; an invalid file keeps both serving the old config', { timeout: 60_000 }, async (t) => {
+  const upstream = await startRecordingUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
+  const port = await freePort();
+  const file = join(dir, 'p.yaml');
+  const token = await issuerIn(dir);
+  writeFileSync(file, versioned(port, upstream.origin, 'one'));
+  // --no-watch: the SIGHUP is the only trigger, so each reload happens exactly once per process.
+  const cluster = await startCluster(t, file, ['--no-watch']);
+  const { child, out, primary, workers } = cluster;
+  try {
+    await assertServing(cluster, port, token, 'one', undefined);
+
+    writeFileSync(file, versioned(port, upstream.origin, 'two'));
+    child.kill('SIGHUP');
+    await out.waitFor('"msg":"config reloaded"', 3);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reloaded')), new Set([primary, ...workers]), 'primary and both workers reloaded once each');
+    await assertServing(cluster, port, token, 'two', 'one');
+
+    writeFileSync(file, 'routes: [ { id: broken, upstream: nowhere } ]\n');
+    child.kill('SIGHUP');
+    await out.waitFor('config reload refused', 3);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reload refused; the previous config keeps serving')), new Set([primary, ...workers]));
+    await assertServing(cluster, port, token, 'two', 'one');
+
+    // The same two workers served throughout: the signals killed none of them (a replacement would have a
+    // new pid and would log "worker exited").
+    const served = new Set(logLines(out.text()).filter((l) => l.msg === 'request').map((l) => l.pid));
+    assert.deepEqual(served, new Set(workers));
+    assert.doesNotMatch(out.text(), /worker exited/);
+  } finally {
+    child.kill('SIGTERM');
+    const [code] = await cluster.exited;
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, out.text() + cluster.stderr());
+  }
+});
+
+test('--workers 2: a change of the watched file reloads both workers; an invalid edit keeps both serving the old config', { timeout: 60_000 }, async (t) => {
+  const upstream = await startRecordingUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
+  const port = await freePort();
+  const file = join(dir, 'p.yaml');
+  const token = await issuerIn(dir);
+  writeFileSync(file, versioned(port, upstream.origin, 'one'));
+  const cluster = await startCluster(t, file);
+  const { child, out, primary, workers } = cluster;
+  try {
+    await assertServing(cluster, port, token, 'one', undefined);
+
+    replaceFile(file, versioned(port, upstream.origin, 'two'));
+    // The primary reloads on the file change and signals each worker; wait for all three.
+    await out.waitFor('"msg":"config reloaded"', 3);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reloaded')), new Set([primary, ...workers]));
+    await assertServing(cluster, port, token, 'two', 'one');
+
+    replaceFile(file, 'this: is: not: valid');
+    await out.waitFor('config reload refused', 3);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reload refused; the previous config keeps serving')), new Set([primary, ...workers]));
+    await assertServing(cluster, port, token, 'two', 'one');
+    assert.doesNotMatch(out.text(), /worker exited/);
+  } finally {
+    child.kill('SIGTERM');
+    const [code] = await cluster.exited;
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, out.text() + cluster.stderr());
+  }
+});
+
+/**
+ * An upstream that holds every request until `release()`: `arrived(n)` resolves once n requests are held.
+ * On release each answers 200 with a body long enough to take several writes, naming its path.
+ */
+async function startHoldingUpstream() {
+  const held: Array<{ res: ServerResponse; worker: string; url: string }> = [];
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  const upstream = await startRecordingUpstream({
+    handler: (req, res) => {
+      held.push({ res, worker: String(req.headers['x-worker']), url: req.url ?? '' });
+      for (const w of waiters.filter((w) => held.length >= w.n)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    },
+  });
+  return {
+    upstream,
+    held,
+    arrived: (n: number) => (held.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve }))),
+    release() {
+      for (const { res, url } of held) {
+        const body = bodyFor(url);
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length });
+        res.end(body);
+      }
+    },
+  };
+}
+
+const bodyFor = (url: string): Buffer => Buffer.from(`${url}\n`.repeat(20_000));
+
+/** A request whose answer is read in full; resolves with its status and body (or rejects on a socket error). */
+function getFull(url: string, token: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false, headers: { authorization: `Bearer ${token}` } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** One TCP connection attempt: true if refused; an accepted connection is closed unused. */
+function connectRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+const drainConfig = (port: number, upstream: string) => `
+listen: 127.0.0.1:${port}
+admin: false
+issuers:
+  corp: { issuer: ${ISS}, keys: [{ jwks_file: jwks.json }] }
+# Far longer than the test needs: a request cut short fails the test instead of hiding behind the timeout.
+limits: { drain_timeout: 100s }
+upstreams:
+  up: { targets: ["${upstream}"] }
+routes:
+  - { id: open, match: { path_prefix: / }, upstream: up, set_headers: { x-worker: "\${PORTCULLIS_WORKER_INDEX:-primary}" } }
+`;
+
+/**
+ * Opens held requests one at a time (each on its own connection) until both workers hold at least one;
+ * returns the pending answers.
+ */
+async function holdOnBothWorkers(port: number, token: string, holding: Awaited<ReturnType<typeof startHoldingUpstream>>) {
+  const answers: Array<Promise<{ status: number; body: Buffer }>> = [];
+  const workersHolding = () => new Set(holding.held.map((h) => h.worker));
+  while (answers.length < 20 && workersHolding().size < 2) {
+    const answer = getFull(`http://127.0.0.1:${port}/held/${answers.length}`, token);
+    answer.catch(() => {}); // observed below; no unhandled rejection while the loop runs
+    answers.push(answer);
+    await holding.arrived(answers.length);
+  }
+  assert.deepEqual(workersHolding(), new Set(['1', '2']), 'a request is in flight on each worker');
+  return answers;
+}
+
+test('--workers 2: SIGTERM to the primary drains in-flight requests on both workers, refuses new connections, exits 0', { timeout: 60_000 }, async (t) => {
+  const holding = await startHoldingUpstream();
+  const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
+  const port = await freePort();
+  const file = join(dir, 'p.yaml');
+  const token = await issuerIn(dir);
+  writeFileSync(file, drainConfig(port, holding.upstream.origin));
+  const cluster = await startCluster(t, file, ['--no-watch']);
+  const { child, out, workers } = cluster;
+  try {
+    const answers = await holdOnBothWorkers(port, token, holding);
+
+    child.kill('SIGTERM');
+    // Each worker logs this line just before it closes its listener (app.stop()).
+    await out.waitFor('shutting down: draining in-flight requests', 2);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'shutting down: draining in-flight requests')), new Set(workers));
+    // The port refuses connections while both workers still drain: node:cluster's round-robin primary
+    // closes the shared listener once every worker closed its own. A connection it accepted just before
+    // (handed to a worker that declines it) is dropped unused, as how such a one ends is up to node:cluster;
+    // the next attempt is made. A listener left open never refuses, and the test times out.
+    let attempts = 0;
+    while (!(await connectRefused(port))) attempts++;
+    assert.equal(child.exitCode, null, `still draining (${attempts} connections accepted before the refusal)`);
+    assert.equal(holding.held.length, answers.length, 'nothing new reached the upstream');
+
+    holding.release();
+    for (const [i, answer] of answers.entries()) {
+      const { status, body } = await answer;
+      assert.equal(status, 200);
+      assert.ok(body.equals(bodyFor(`/held/${i}`)), `request ${i}: full body`);
+    }
+    const [code] = await cluster.exited;
+    assert.equal(code, 0, out.text() + cluster.stderr());
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'portcullis stopped')), new Set([cluster.primary, ...workers]));
+    assert.doesNotMatch(out.text(), /"in_flight_abandoned":[1-9]/);
+    assert.equal(holding.upstream.requests.length, answers.length, 'no request but the held ones reached the upstream');
+  } finally {
+    await holding.upstream.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
