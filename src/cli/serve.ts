@@ -34,7 +34,15 @@ export function registerServe(program: Command): void {
 
 /** Graceful shutdown on SIGTERM/SIGINT; config reload on SIGHUP (an invalid file keeps the old config). */
 export function handleSignals(app: App, configFile: string | undefined): void {
+  // One drain per process: a second signal must not exit before it ends (app.stop() resolves at once when
+  // already draining). A cluster worker also keeps its listeners, so a repeat is ignored rather than taking the
+  // default action (death): the process group's signal (systemd's default KillMode=control-group, a
+  // terminal's Ctrl-C) and the primary's forwarded SIGTERM both reach it. Forcing an exit is the primary's
+  // business (node:cluster ends a worker whose primary is gone); a single process still dies on a repeat.
+  let stopping = false;
   const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
     app.logger.info({ signal }, 'shutting down: draining in-flight requests');
     app.stop().then(
       () => process.exit(0),
@@ -44,8 +52,9 @@ export function handleSignals(app: App, configFile: string | undefined): void {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  const on = isClusterWorker() ? process.on.bind(process) : process.once.bind(process);
+  on('SIGTERM', () => stop('SIGTERM'));
+  on('SIGINT', () => stop('SIGINT'));
   if (configFile === undefined) return;
   process.on('SIGHUP', () => void reloadConfig(app, configFile, 'SIGHUP'));
 }

@@ -2,7 +2,7 @@
  * `serve --workers 2`: workers share the port, the primary's admin listener aggregates their metrics;
  * SIGHUP and a change of the watched file reload every worker (an invalid file keeps every worker on the old
  * config); SIGTERM drains the requests in flight on every worker, refuses new connections meanwhile, and
- * exits 0.
+ * exits 0, also when the signal reaches the workers as well (a process group: systemd, Ctrl-C).
  */
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -403,3 +403,44 @@ test('--workers 2: SIGTERM to the primary drains in-flight requests on both work
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/*
+ * A signal sent to the whole process group (systemd's default KillMode=control-group, a terminal's Ctrl-C)
+ * reaches each worker directly and again as the primary's forwarded SIGTERM. The order is made
+ * deterministic here: the workers get theirs first and have started draining before the primary gets its own
+ * (in a real process group the primary's forward may come later still, never sooner than this).
+ */
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test(`--workers 2: ${signal} to the process group (workers, then primary) drains in-flight requests on both workers, exits 0`, { timeout: 60_000 }, async (t) => {
+    const holding = await startHoldingUpstream();
+    const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
+    const port = await freePort();
+    const file = join(dir, 'p.yaml');
+    const token = await issuerIn(dir);
+    writeFileSync(file, drainConfig(port, holding.upstream.origin));
+    const cluster = await startCluster(t, file, ['--no-watch']);
+    const { child, out, workers } = cluster;
+    try {
+      const answers = await holdOnBothWorkers(port, token, holding);
+      for (const pid of workers) process.kill(pid, signal);
+      await out.waitFor('shutting down: draining in-flight requests', 2);
+      child.kill(signal);
+      // The primary forwards SIGTERM to the draining workers; neither may die of it or cut its drain short.
+      await out.waitFor('"msg":"shutting down: draining workers"');
+      holding.release();
+      for (const [i, answer] of answers.entries()) {
+        const { status, body } = await answer;
+        assert.equal(status, 200);
+        assert.ok(body.equals(bodyFor(`/held/${i}`)), `request ${i}: full body`);
+      }
+      const [code] = await cluster.exited;
+      assert.equal(code, 0, out.text() + cluster.stderr());
+      assert.deepEqual(new Set(pidsLogging(out.text(), 'portcullis stopped')), new Set([cluster.primary, ...workers]));
+      assert.doesNotMatch(out.text(), /"in_flight_abandoned":[1-9]/);
+      assert.equal(pidsLogging(out.text(), 'shutting down: draining in-flight requests').length, 2, 'one drain per worker');
+    } finally {
+      await holding.upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
