@@ -173,11 +173,13 @@ function authorize(stage: Stage, token: VerifiedToken | undefined): Decision | P
   }
   if (route.loki !== undefined) {
     if (token === undefined) throw new ProxyError('ERR_TOKEN_MISSING');
-    return rewriteLokiRequest(req, route.loki, token.claims, path, query).then((loki) => {
+    const withLoki = (loki: LokiRewrite): Decision => {
       ex.loki = loki.log;
       ex.trace?.push({ stage: 'rewrite', ok: true, detail: `loki ${loki.log.endpoint}${loki.log.enforced !== undefined ? `; enforced query ${loki.log.enforced}` : ''}${loki.log.tenant !== undefined ? `; tenant ${loki.log.tenant}` : ''}` });
       return { route, token, tokenFrom, params, upstreamPath: loki.path, body: loki.body, extraHeaders: loki.headers };
-    });
+    };
+    const loki = rewriteLokiRequest(req, route.loki, token.claims, path, query);
+    return loki instanceof Promise ? loki.then(withLoki) : withLoki(loki);
   }
   return { route, token, tokenFrom, params, upstreamPath: query === '' ? path : `${path}?${query}`, body: undefined, extraHeaders: undefined };
 }

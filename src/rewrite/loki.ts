@@ -12,7 +12,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ProxyError } from '../errors.ts';
-import { compileEnforcement, enforceLogql, enforceSelector } from '../logql/enforce.ts';
+import { compileEnforcement } from '../logql/enforce.ts';
+import { createEnforceMemo } from '../logql/enforce-memo.ts';
 import { LogqlError } from '../logql/errors.ts';
 import { quoteString } from '../logql/serializer.ts';
 import { getClaim } from '../policy/claim-path.ts';
@@ -50,17 +51,24 @@ export interface LokiRewrite {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+// One per process: an enforced query depends only on its text and the enforced labels (enforce-memo.ts), not
+// on the route or the config generation, so reloads need not drop it.
+const memo = createEnforceMemo();
+
 /**
+ * Synchronous for GET; a promise only when a POSTed form body must be read first (like every stage of the
+ * request path, pipeline.ts). Refusals are thrown, or reject the promise.
+ *
  * @throws ProxyError ERR_LOKI_ENDPOINT_DENIED, ERR_LOKI_QUERY_INVALID, ERR_LOKI_PARAM_INVALID,
  *   ERR_LOKI_BODY_INVALID, ERR_LOKI_BODY_TOO_LARGE, ERR_LOKI_CLAIM_MISSING, ERR_LOKI_TENANT_DENIED
  */
-export async function rewriteLokiRequest(
+export function rewriteLokiRequest(
   req: IncomingMessage,
   config: LokiRouteConfig,
   claims: Record<string, unknown>,
   path: string,
   query: string,
-): Promise<LokiRewrite> {
+): LokiRewrite | Promise<LokiRewrite> {
   const endpointPath = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
   const kind = ENDPOINTS.find(([re]) => re.test(endpointPath))?.[1];
   if (kind === undefined || (kind === 'push' && !config.allowPush)) {
@@ -75,11 +83,25 @@ export async function rewriteLokiRequest(
   const enforce = enforcedValues(claims, config);
   const method = req.method ?? 'GET';
   const params: [string, string][] = [...new URLSearchParams(query)];
-  if (method === 'POST') params.push(...(await readForm(req, config.maxBodyBytes)));
-  else if (method !== 'GET' && method !== 'HEAD') {
+  if (method === 'POST') {
+    return readForm(req, config.maxBodyBytes).then((form) => rebuild(kind, endpointPath, method, params.concat(form), enforce, headers, tenant));
+  }
+  if (method !== 'GET' && method !== 'HEAD') {
     throw new ProxyError('ERR_LOKI_ENDPOINT_DENIED', { detail: `method ${method} on ${endpointPath}` });
   }
+  return rebuild(kind, endpointPath, method, params, enforce, headers, tenant);
+}
 
+/** Enforces every selector-carrying parameter and rebuilds ONE canonical parameter set from the rest. */
+function rebuild(
+  kind: Exclude<EndpointKind, 'push'>,
+  endpointPath: string,
+  method: string,
+  params: readonly [string, string][],
+  enforce: Map<string, string[]>,
+  headers: Record<string, string>,
+  tenant: string | undefined,
+): LokiRewrite {
   const out: [string, string][] = [];
   const seen = new Set<string>();
   const selectors: string[] = [];
@@ -87,14 +109,14 @@ export async function rewriteLokiRequest(
   let enforced: string | undefined;
   for (const [name, value] of params) {
     if (kind === 'series' && (name === 'match[]' || name === 'match')) {
-      selectors.push(enforce1(() => enforceSelector(value, enforce)));
+      selectors.push(enforce1(() => memo.selector(value, enforce)));
       continue;
     }
     if (seen.has(name)) throw new ProxyError('ERR_LOKI_PARAM_INVALID', { detail: `parameter ${name} given more than once` });
     seen.add(name);
     if (name === 'query') {
       original = value;
-      enforced = enforce1(() => (kind === 'labels' ? enforceSelector(value, enforce) : enforceLogql(value, enforce).query));
+      enforced = enforce1(() => (kind === 'labels' ? memo.selector(value, enforce) : memo.logql(value, enforce)));
       out.push(['query', enforced]);
     } else {
       out.push([name, value]);
