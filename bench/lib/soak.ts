@@ -22,7 +22,7 @@ export interface SoakOptions {
 }
 
 const INTERVAL_S = 10;
-/** Growth above this fraction between the first settled sample and the end counts as not flat. */
+/** The last third's peak above the earlier peak by more than this fraction counts as growth. */
 const FLAT_GROWTH = 0.1;
 /** A steady slope above this (after warm-up) is reported even while the growth is still under FLAT_GROWTH. */
 const DRIFT_MIB_PER_MIN = 1;
@@ -69,19 +69,22 @@ export async function runSoak(o: SoakOptions): Promise<void> {
 
 /**
  * Flat or not, judged after the warm-up: the later of 30 s and one full pass over the tokens (a cache fills
- * during the first pass). Compares the last third's highest sample with the first settled one and fits a
- * least-squares slope.
+ * during the first pass). Between major collections V8 lets old-generation garbage pile up (evicted cache
+ * entries had been promoted) and then frees it in bulk, so a bounded process's RSS is a sawtooth whose
+ * period can be minutes: any single sample may sit on a rising edge. A leak raises the PEAKS. So the last
+ * third's highest sample is compared with the highest before it, and a least-squares slope catches a
+ * steady drift that has not yet crossed the growth threshold.
  */
-function verdict(series: ReadonlyArray<{ t: number; rss: number }>, passSeconds: number): string {
+export function verdict(series: ReadonlyArray<{ t: number; rss: number }>, passSeconds: number): string {
   const settle = Math.max(30, Math.ceil(passSeconds / INTERVAL_S) * INTERVAL_S);
   const settled = series.filter((s) => s.t >= settle);
   if (settled.length < 3) {
     return `verdict: too short to judge (need samples after ${settle} s: warm-up and one pass over the tokens, ~${passSeconds.toFixed(0)} s)`;
   }
-  const first = settled[0]!.rss;
-  const lastThird = settled.slice(Math.floor((settled.length * 2) / 3));
-  const end = Math.max(...lastThird.map((s) => s.rss));
-  const growth = (end - first) / first;
+  const split = Math.floor((settled.length * 2) / 3);
+  const peakBefore = Math.max(...settled.slice(0, split).map((s) => s.rss));
+  const peakEnd = Math.max(...settled.slice(split).map((s) => s.rss));
+  const growth = (peakEnd - peakBefore) / peakBefore;
   const n = settled.length;
   const meanT = settled.reduce((a, s) => a + s.t, 0) / n;
   const meanR = settled.reduce((a, s) => a + s.rss, 0) / n;
@@ -89,5 +92,6 @@ function verdict(series: ReadonlyArray<{ t: number; rss: number }>, passSeconds:
     settled.reduce((a, s) => a + (s.t - meanT) * (s.rss - meanR), 0) / settled.reduce((a, s) => a + (s.t - meanT) ** 2, 0);
   const perMinute = slope * 60;
   const label = growth > FLAT_GROWTH ? 'GROWING' : perMinute > DRIFT_MIB_PER_MIN ? 'DRIFTING (run longer to tell a plateau from a leak)' : 'FLAT';
-  return `verdict: ${label} — from ${first.toFixed(1)} MiB at ${settle} s to ${end.toFixed(1)} MiB (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%, slope ${perMinute.toFixed(2)} MiB/min; flat means ≤ +${FLAT_GROWTH * 100}% and ≤ ${DRIFT_MIB_PER_MIN} MiB/min after warm-up and one pass over the tokens)`;
+  const low = Math.min(...settled.map((s) => s.rss));
+  return `verdict: ${label} — peak ${peakBefore.toFixed(1)} MiB from ${settle} s to ${settled[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope ${perMinute.toFixed(2)} MiB/min; flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and ≤ ${DRIFT_MIB_PER_MIN} MiB/min, after warm-up and one pass over the tokens`;
 }
