@@ -362,7 +362,8 @@ async function holdOnBothWorkers(port: number, token: string, holding: Awaited<R
   return answers;
 }
 
-test('--workers 2: SIGTERM to the primary drains in-flight requests on both workers, refuses new connections, exits 0', { timeout: 60_000 }, async (t) => {
+/** A two-worker cluster in front of a holding upstream, with a request held on each worker. */
+async function holdingCluster(t: TestContext) {
   const holding = await startHoldingUpstream();
   const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
   const port = await freePort();
@@ -370,10 +371,36 @@ test('--workers 2: SIGTERM to the primary drains in-flight requests on both work
   const token = await issuerIn(dir);
   writeFileSync(file, drainConfig(port, holding.upstream.origin));
   const cluster = await startCluster(t, file, ['--no-watch']);
+  const cleanup = async (): Promise<void> => {
+    await holding.upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    return { holding, port, cluster, cleanup, answers: await holdOnBothWorkers(port, token, holding) };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+/** Releases the held requests; each completes in full, and all three processes stop cleanly with code 0. */
+async function assertDrained(holding: Awaited<ReturnType<typeof startHoldingUpstream>>, answers: Array<Promise<{ status: number; body: Buffer }>>, cluster: Cluster): Promise<void> {
+  holding.release();
+  for (const [i, answer] of answers.entries()) {
+    const { status, body } = await answer;
+    assert.equal(status, 200);
+    assert.ok(body.equals(bodyFor(`/held/${i}`)), `request ${i}: full body`);
+  }
+  const [code] = await cluster.exited;
+  assert.equal(code, 0, cluster.out.text() + cluster.stderr());
+  assert.deepEqual(new Set(pidsLogging(cluster.out.text(), 'portcullis stopped')), new Set([cluster.primary, ...cluster.workers]));
+  assert.doesNotMatch(cluster.out.text(), /"in_flight_abandoned":[1-9]/);
+}
+
+test('--workers 2: SIGTERM to the primary drains in-flight requests on both workers, refuses new connections, exits 0', { timeout: 60_000 }, async (t) => {
+  const { holding, port, cluster, cleanup, answers } = await holdingCluster(t);
   const { child, out, workers } = cluster;
   try {
-    const answers = await holdOnBothWorkers(port, token, holding);
-
     child.kill('SIGTERM');
     // Each worker logs this line just before it closes its listener (app.stop()).
     await out.waitFor('shutting down: draining in-flight requests', 2);
@@ -387,20 +414,10 @@ test('--workers 2: SIGTERM to the primary drains in-flight requests on both work
     assert.equal(child.exitCode, null, `still draining (${attempts} connections accepted before the refusal)`);
     assert.equal(holding.held.length, answers.length, 'nothing new reached the upstream');
 
-    holding.release();
-    for (const [i, answer] of answers.entries()) {
-      const { status, body } = await answer;
-      assert.equal(status, 200);
-      assert.ok(body.equals(bodyFor(`/held/${i}`)), `request ${i}: full body`);
-    }
-    const [code] = await cluster.exited;
-    assert.equal(code, 0, out.text() + cluster.stderr());
-    assert.deepEqual(new Set(pidsLogging(out.text(), 'portcullis stopped')), new Set([cluster.primary, ...workers]));
-    assert.doesNotMatch(out.text(), /"in_flight_abandoned":[1-9]/);
+    await assertDrained(holding, answers, cluster);
     assert.equal(holding.upstream.requests.length, answers.length, 'no request but the held ones reached the upstream');
   } finally {
-    await holding.upstream.close();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanup();
   }
 });
 
@@ -412,35 +429,18 @@ test('--workers 2: SIGTERM to the primary drains in-flight requests on both work
  */
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   test(`--workers 2: ${signal} to the process group (workers, then primary) drains in-flight requests on both workers, exits 0`, { timeout: 60_000 }, async (t) => {
-    const holding = await startHoldingUpstream();
-    const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
-    const port = await freePort();
-    const file = join(dir, 'p.yaml');
-    const token = await issuerIn(dir);
-    writeFileSync(file, drainConfig(port, holding.upstream.origin));
-    const cluster = await startCluster(t, file, ['--no-watch']);
+    const { holding, cluster, cleanup, answers } = await holdingCluster(t);
     const { child, out, workers } = cluster;
     try {
-      const answers = await holdOnBothWorkers(port, token, holding);
       for (const pid of workers) process.kill(pid, signal);
       await out.waitFor('shutting down: draining in-flight requests', 2);
       child.kill(signal);
       // The primary forwards SIGTERM to the draining workers; neither may die of it or cut its drain short.
       await out.waitFor('"msg":"shutting down: draining workers"');
-      holding.release();
-      for (const [i, answer] of answers.entries()) {
-        const { status, body } = await answer;
-        assert.equal(status, 200);
-        assert.ok(body.equals(bodyFor(`/held/${i}`)), `request ${i}: full body`);
-      }
-      const [code] = await cluster.exited;
-      assert.equal(code, 0, out.text() + cluster.stderr());
-      assert.deepEqual(new Set(pidsLogging(out.text(), 'portcullis stopped')), new Set([cluster.primary, ...workers]));
-      assert.doesNotMatch(out.text(), /"in_flight_abandoned":[1-9]/);
+      await assertDrained(holding, answers, cluster);
       assert.equal(pidsLogging(out.text(), 'shutting down: draining in-flight requests').length, 2, 'one drain per worker');
     } finally {
-      await holding.upstream.close();
-      rmSync(dir, { recursive: true, force: true });
+      await cleanup();
     }
   });
 }
