@@ -203,15 +203,31 @@ async function assertServing(cluster: Cluster, port: number, token: string, now:
   assert.deepEqual(new Set([...stale.values()].flat()), new Set([404]), `no worker still routes /${before}/`);
 }
 
-test('--workers 2: SIGHUP reloads the primary and both workers; an invalid file keeps both serving the old config', { timeout: 60_000 }, async (t) => {
+/**
+ * A two-worker cluster serving version "one" of the config; `stop()` ends it with SIGTERM, cleans up and
+ * checks it exited 0.
+ */
+async function versionedCluster(t: TestContext, args: readonly string[]) {
   const upstream = await startRecordingUpstream();
   const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
   const port = await freePort();
   const file = join(dir, 'p.yaml');
   const token = await issuerIn(dir);
   writeFileSync(file, versioned(port, upstream.origin, 'one'));
+  const cluster = await startCluster(t, file, args);
+  const stop = async (): Promise<void> => {
+    cluster.child.kill('SIGTERM');
+    const [code] = await cluster.exited;
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, cluster.out.text() + cluster.stderr());
+  };
+  return { upstream, port, file, token, cluster, stop };
+}
+
+test('--workers 2: SIGHUP reloads the primary and both workers; an invalid file keeps both serving the old config', { timeout: 60_000 }, async (t) => {
   // --no-watch: the SIGHUP is the only trigger, so each reload happens exactly once per process.
-  const cluster = await startCluster(t, file, ['--no-watch']);
+  const { upstream, port, file, token, cluster, stop } = await versionedCluster(t, ['--no-watch']);
   const { child, out, primary, workers } = cluster;
   try {
     await assertServing(cluster, port, token, 'one', undefined);
@@ -234,23 +250,13 @@ test('--workers 2: SIGHUP reloads the primary and both workers; an invalid file 
     assert.deepEqual(served, new Set(workers));
     assert.doesNotMatch(out.text(), /worker exited/);
   } finally {
-    child.kill('SIGTERM');
-    const [code] = await cluster.exited;
-    await upstream.close();
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(code, 0, out.text() + cluster.stderr());
+    await stop();
   }
 });
 
 test('--workers 2: a change of the watched file reloads both workers; an invalid edit keeps both serving the old config', { timeout: 60_000 }, async (t) => {
-  const upstream = await startRecordingUpstream();
-  const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
-  const port = await freePort();
-  const file = join(dir, 'p.yaml');
-  const token = await issuerIn(dir);
-  writeFileSync(file, versioned(port, upstream.origin, 'one'));
-  const cluster = await startCluster(t, file);
-  const { child, out, primary, workers } = cluster;
+  const { upstream, port, file, token, cluster, stop } = await versionedCluster(t, []);
+  const { out, primary, workers } = cluster;
   try {
     await assertServing(cluster, port, token, 'one', undefined);
 
@@ -266,11 +272,7 @@ test('--workers 2: a change of the watched file reloads both workers; an invalid
     await assertServing(cluster, port, token, 'two', 'one');
     assert.doesNotMatch(out.text(), /worker exited/);
   } finally {
-    child.kill('SIGTERM');
-    const [code] = await cluster.exited;
-    await upstream.close();
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(code, 0, out.text() + cluster.stderr());
+    await stop();
   }
 });
 
