@@ -75,7 +75,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
  * third's highest sample is compared with the highest before it, and a least-squares slope catches a
  * steady drift that has not yet crossed the growth threshold.
  */
-export function verdict(series: ReadonlyArray<{ t: number; rss: number }>, passSeconds: number): string {
+function verdict(series: ReadonlyArray<{ t: number; rss: number }>, passSeconds: number): string {
   const settle = Math.max(30, Math.ceil(passSeconds / INTERVAL_S) * INTERVAL_S);
   const settled = series.filter((s) => s.t >= settle);
   if (settled.length < 3) {
