@@ -27,6 +27,7 @@ import {
   coreTimes,
   cpuDelta,
   cpuSeconds,
+  hasCommand,
   httpGet,
   peakRssMiB,
   pinningEnabled,
@@ -44,7 +45,9 @@ import type { Row, Sample } from './lib/report.ts';
 import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
-import { CONCURRENCY, formatInstructions, runInstructions } from './lib/instructions.ts';
+import { CONCURRENCY } from './lib/drive.ts';
+import { formatInstructions, runInstructions } from './lib/instructions.ts';
+import { formatSyscalls, runSyscalls } from './lib/syscalls.ts';
 import { runProfile } from './lib/profile.ts';
 import { runSoak } from './lib/soak.ts';
 import { forgeFile, forgeOne, generateKeys, mintFile, mintOne } from './lib/tokens.ts';
@@ -65,7 +68,7 @@ const QUIET_PERCENT = 15;
 let quietBudgetS = 120;
 
 const LEGEND =
-  'req/s, p50, p99, CPU: medians of the runs; ±%: half the range of the runs\' req/s over the median; ×pt: median over rounds of req/s ÷ node pass-through\'s req/s in the same round; +p99: p99 minus pass-through p99; CPU: user+sys of the contestant\'s process tree over the run (100% = one core); peak RSS: VmHWM summed over the tree, reset before the run.';
+  'req/s, p50, p99, CPU: medians of the runs; ±%: half the range of the runs\' req/s over the median; ×pt: median over rounds of req/s ÷ node pass-through\'s req/s in the same round; +p99: p99 minus pass-through p99; CPU: user+sys of the contestant\'s process tree over the run (100% = one core); CPU µs/req: that CPU time per request, of which kernel µs/req in the kernel (sockets, epoll); peak RSS: VmHWM summed over the tree, reset before the run.';
 
 const HELP = `npm run bench -- [options]
   --scenario LIST    comma list of ${SCENARIOS.map((s) => s.id).join(', ')}; or all; default: ${DEFAULT_SCENARIOS.join(',')}
@@ -85,7 +88,10 @@ const HELP = `npm run bench -- [options]
   --instructions     instruction-count mode: the Node contestants under valgrind's callgrind, machine
                      instructions per request (repeatable to ±0.1%, unlike req/s); default contestants
                      passthrough,lean-verify,portcullis and scenarios distinct,invalid
-  --requests N       instruction-count mode: measured requests per contestant (default 5000)
+  --syscalls         syscall-count mode: strace -c attached to each one-process contestant after a
+                     warm-up, system calls per request by name; default contestants passthrough,
+                     lean-verify,portcullis,fastify-jwt,express-jwt,haproxy and scenario same
+  --requests N       instruction- and syscall-count modes: measured requests per contestant (default 5000)
   --keep             keep the temp dir (keys, tokens, configs, logs)`;
 
 const { values: opts } = parseArgs({
@@ -106,6 +112,7 @@ const { values: opts } = parseArgs({
     distinct: { type: 'string', default: '100000' },
     profile: { type: 'string' },
     instructions: { type: 'boolean', default: false },
+    syscalls: { type: 'boolean', default: false },
     requests: { type: 'string', default: '5000' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -209,6 +216,8 @@ try {
     await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, log });
   } else if (opts.instructions) {
     await runInstructionsMode();
+  } else if (opts.syscalls) {
+    await runSyscallsMode();
   } else {
     await runBench();
   }
@@ -260,6 +269,48 @@ async function runInstructionsMode(): Promise<void> {
   mkdirSync(resultsDir, { recursive: true });
   writeFileSync(join(resultsDir, 'instructions.md'), text);
   log(`wrote ${join('bench', 'results', 'instructions.md')}`);
+}
+
+// ---- syscall counts -------------------------------------------------------------------------------------
+
+async function runSyscallsMode(): Promise<void> {
+  // One process each, whose threads strace can attach to (nginx's worker and cluster workers are children).
+  const ONE_PROCESS = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy']);
+  if (!hasCommand('strace')) throw new Error('--syscalls needs strace (apt-get install strace)');
+  const scenarios = selectScenarios(opts.scenario === 'default' ? 'same' : opts.scenario);
+  const ids = opts.only?.split(',') ?? [...ONE_PROCESS];
+  for (const id of ids) if (!ONE_PROCESS.has(id)) log(`${id}: not measured in syscall-count mode (not one process)`);
+  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && ONE_PROCESS.has(c.id));
+  const requests = positive('requests', opts.requests);
+  const warmRequests = requests;
+  const files = await makeTokenFiles(scenarios, warmRequests + requests);
+  const rows = await runSyscalls({
+    ctx,
+    scenarios,
+    contestants,
+    tokenFile: (scenario) => files.get(fileKey(scenario))!.measure,
+    requests,
+    warmRequests,
+    log,
+  });
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+  const table = formatSyscalls(rows);
+  const text = [
+    '# System calls per request',
+    '',
+    formatMachine(machine),
+    '',
+    `Command: \`${command}\` — each contestant started normally, ${warmRequests} warm-up requests, then \`strace -c\` attached to every thread and ${requests} measured requests over ${CONCURRENCY} keep-alive connections.`,
+    '',
+    table,
+    '',
+  ].join('\n');
+  console.log('');
+  console.log(table);
+  const resultsDir = join(HERE, 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  writeFileSync(join(resultsDir, 'syscalls.md'), text);
+  log(`wrote ${join('bench', 'results', 'syscalls.md')}`);
 }
 
 // ---- the bench ------------------------------------------------------------------------------------------
@@ -408,12 +459,14 @@ async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round:
     if (!resetPeakRss(before)) row.notes.add('peak RSS includes start-up (clear_refs refused)');
     const nginxTree = c.id === 'direct' ? [] : processTree(nginxPid);
     const cpuBefore = cpuSeconds(before);
+    const sysBefore = cpuSeconds(before, true);
     const nginxBefore = cpuSeconds(nginxTree);
     const coresBefore = coreTimes();
     const result = await runWrk({ port: running.port, path: s.path, tokenFile: files.measure, script, seconds: duration, connections, cpus: cores.gen });
     const coresAfter = coreTimes();
     const after = [...new Set([...before, ...processTree(running.pid)])];
     const cpu = cpuDelta(cpuBefore, cpuSeconds(after));
+    const sys = cpuDelta(sysBefore, cpuSeconds(after, true));
     const nginxCpu = cpuDelta(nginxBefore, cpuSeconds(nginxTree));
     // Everything busy on the machine that was neither the contestant, nor nginx, nor wrk.
     const foreign = Math.max(0, busySeconds(coresBefore, coresAfter) - cpu - nginxCpu - result.cpuSeconds);
@@ -425,6 +478,7 @@ async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round:
       p999Ms: result.p999Ms,
       cpuPercent: (100 * cpu) / result.seconds,
       cpuUsPerRequest: result.requests > 0 ? (cpu * 1e6) / result.requests : 0,
+      sysUsPerRequest: result.requests > 0 ? (sys * 1e6) / result.requests : 0,
       peakRssMiB: peakRssMiB(after),
       requests: result.requests,
       non2xx: result.non2xx,

@@ -9,10 +9,10 @@
  * uninstrumented), send a warm-up so V8 has optimised the request path, switch instrumentation on with
  * `callgrind_control -i on`, send the measured requests, switch it off, dump, and sum the dump's totals.
  */
-import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BenchContext, Contestant } from './contestants.ts';
+import { drive, readTokens } from './drive.ts';
 import { runSync } from './procs.ts';
 import type { Scenario } from './scenarios.ts';
 
@@ -42,8 +42,6 @@ export interface InstructionsRow {
   readonly statuses: Readonly<Record<string, number>>;
 }
 
-/** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
-export const CONCURRENCY = 20;
 /** Node start-up under valgrind takes tens of seconds (the JIT's code is translated as it appears). */
 const START_TIMEOUT_MS = 300_000;
 
@@ -127,59 +125,4 @@ function instructionsIn(out: string): number {
   }
   if (total === 0) throw new Error(`callgrind recorded nothing in ${out}*`);
   return total;
-}
-
-/** `count` tokens from the file, cycling when it holds fewer (the same-token files hold one). */
-function readTokens(file: string, count: number): string[] {
-  const lines: string[] = [];
-  // The token files hold a whole run's pool (tens of MB); only the head is needed.
-  const text = readHead(file, count * 2048);
-  for (const line of text.split('\n')) {
-    if (line !== '') lines.push(line);
-    if (lines.length === count) return lines;
-  }
-  // A cut last line (the head ended mid-token) is dropped by taking only complete ones.
-  if (!text.endsWith('\n')) lines.pop();
-  if (lines.length === 0) throw new Error(`no tokens in ${file}`);
-  const out: string[] = [];
-  for (let i = 0; i < count; i++) out.push(lines[i % lines.length]!);
-  return out;
-}
-
-function readHead(file: string, bytes: number): string {
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(bytes);
-    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0)).toString('latin1');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Sends one GET per token over CONCURRENCY keep-alive connections; answers counted by status. */
-async function drive(port: number, path: string, tokens: readonly string[]): Promise<Record<string, number>> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const statuses: Record<string, number> = {};
-  let next = 0;
-  const one = (token: string) =>
-    new Promise<void>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
-        const status = String(res.statusCode);
-        statuses[status] = (statuses[status] ?? 0) + 1;
-        res.resume();
-        res.on('end', resolve);
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end();
-    });
-  const loop = async () => {
-    while (next < tokens.length) await one(tokens[next++]!);
-  };
-  try {
-    await Promise.all(Array.from({ length: CONCURRENCY }, loop));
-  } finally {
-    agent.destroy();
-  }
-  return statuses;
 }

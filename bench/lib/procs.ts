@@ -190,7 +190,7 @@ export function processTree(root: number): number[] {
   return tree.filter((pid) => parentOf.has(pid));
 }
 
-function readStat(pid: number): { ppid: number; ticks: number } | undefined {
+function readStat(pid: number): { ppid: number; ticks: number; sysTicks: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -200,15 +200,15 @@ function readStat(pid: number): { ppid: number; ticks: number } | undefined {
   // The command name (field 2) may contain spaces and parentheses: fields start after the last ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   // After the name: state(3) ppid(4) ... utime(14) stime(15), i.e. indexes 0, 1, 11, 12 here.
-  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+  return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), sysTicks: Number(fields[12]) };
 }
 
-/** user+sys CPU of each pid, in seconds. */
-export function cpuSeconds(pids: readonly number[]): Map<number, number> {
+/** user+sys CPU of each pid, in seconds; with `sysOnly`, the time in the kernel on its behalf only. */
+export function cpuSeconds(pids: readonly number[], sysOnly = false): Map<number, number> {
   const out = new Map<number, number>();
   for (const pid of pids) {
     const stat = readStat(pid);
-    if (stat !== undefined) out.set(pid, stat.ticks / CLK_TCK);
+    if (stat !== undefined) out.set(pid, (sysOnly ? stat.sysTicks : stat.ticks) / CLK_TCK);
   }
   return out;
 }

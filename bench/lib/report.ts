@@ -12,6 +12,8 @@ export interface Sample {
   /** CPU of the contestant's process tree over the run, in percent of one core. */
   readonly cpuPercent: number;
   readonly cpuUsPerRequest: number;
+  /** The part of cpuUsPerRequest spent in the kernel (stime). */
+  readonly sysUsPerRequest: number;
   readonly peakRssMiB: number;
   readonly requests: number;
   readonly non2xx: number;
@@ -53,6 +55,7 @@ export interface Summary {
   readonly addedP99Ms?: number;
   readonly cpuPercent?: number;
   readonly cpuUsPerRequest?: number;
+  readonly sysUsPerRequest?: number;
   readonly peakRssMiB?: number;
   readonly genCoreBusy?: number;
   readonly wrkCpuPercent?: number;
@@ -107,6 +110,7 @@ export function summarize(rows: readonly Row[]): Summary[] {
       addedP99Ms: ptP99 !== undefined ? p99 - ptP99 : undefined,
       cpuPercent: median(row.samples.map((s) => s.cpuPercent)),
       cpuUsPerRequest: median(row.samples.map((s) => s.cpuUsPerRequest)),
+      sysUsPerRequest: median(row.samples.map((s) => s.sysUsPerRequest)),
       peakRssMiB: Math.max(...row.samples.map((s) => s.peakRssMiB)),
       genCoreBusy: median(row.samples.map((s) => s.coreBusy[0] ?? 0)),
       wrkCpuPercent: median(row.samples.map((s) => s.wrkCpuPercent)),
@@ -116,13 +120,13 @@ export function summarize(rows: readonly Row[]): Summary[] {
   });
 }
 
-const COLUMNS = ['scenario', 'contestant', 'req/s', '±%', '×pt', 'p50 ms', 'p99 ms', '+p99 ms', 'CPU %', 'CPU µs/req', 'peak RSS MiB', 'notes'] as const;
+const COLUMNS = ['scenario', 'contestant', 'req/s', '±%', '×pt', 'p50 ms', 'p99 ms', '+p99 ms', 'CPU %', 'CPU µs/req', 'kernel µs/req', 'peak RSS MiB', 'notes'] as const;
 
 function cells(s: Summary): string[] {
   const fmt = (value: number | undefined, digits: number): string =>
     value === undefined || Number.isNaN(value) ? '' : value.toFixed(digits);
   if (s.rps === undefined) {
-    return [s.scenario, s.label, '', '', '', '', '', '', '', '', '', [s.problem ?? 'no data', ...s.notes].join('; ')];
+    return [s.scenario, s.label, '', '', '', '', '', '', '', '', '', '', [s.problem ?? 'no data', ...s.notes].join('; ')];
   }
   return [
     s.scenario,
@@ -136,6 +140,7 @@ function cells(s: Summary): string[] {
     s.contestant === 'passthrough' ? '' : (s.addedP99Ms !== undefined && s.addedP99Ms >= 0 ? '+' : '') + fmt(s.addedP99Ms, 2),
     fmt(s.cpuPercent, 0),
     fmt(s.cpuUsPerRequest, 1),
+    fmt(s.sysUsPerRequest, 1),
     fmt(s.peakRssMiB, 1),
     s.notes.join('; '),
   ];
@@ -145,7 +150,7 @@ function cells(s: Summary): string[] {
 export function textTable(summaries: readonly Summary[]): string {
   const rows = [COLUMNS.map(String), ...summaries.map(cells)];
   const widths = COLUMNS.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = (i: number): boolean => i >= 2 && i <= 10;
+  const numeric = (i: number): boolean => i >= 2 && i <= 11;
   const line = (r: readonly string[]): string =>
     r
       .map((cell, i) => (numeric(i) ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))
@@ -164,7 +169,7 @@ export function textTable(summaries: readonly Summary[]): string {
 
 export function markdownTable(summaries: readonly Summary[]): string {
   const escape = (cell: string): string => cell.replaceAll('|', '\\|');
-  const out = [`| ${COLUMNS.join(' | ')} |`, `|${COLUMNS.map((_, i) => (i >= 2 && i <= 10 ? '---:' : '---')).join('|')}|`];
+  const out = [`| ${COLUMNS.join(' | ')} |`, `|${COLUMNS.map((_, i) => (i >= 2 && i <= 11 ? '---:' : '---')).join('|')}|`];
   for (const s of summaries) out.push(`| ${cells(s).map(escape).join(' | ')} |`);
   return out.join('\n');
 }

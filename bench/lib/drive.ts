@@ -1,0 +1,65 @@
+/**
+ * The fixed-count driver of the per-request modes (`--instructions`, `--syscalls`): one GET per token over
+ * a few keep-alive connections, answers counted by status. wrk sends for a time, not a count; these modes
+ * divide a total by the number of requests, so the count must be exact.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+
+/** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
+export const CONCURRENCY = 20;
+
+/** `count` tokens from the file, cycling when it holds fewer (the same-token files hold one). */
+export function readTokens(file: string, count: number): string[] {
+  const lines: string[] = [];
+  // The token files hold a whole run's pool (tens of MB); only the head is needed.
+  const text = readHead(file, count * 2048);
+  for (const line of text.split('\n')) {
+    if (line !== '') lines.push(line);
+    if (lines.length === count) return lines;
+  }
+  // A cut last line (the head ended mid-token) is dropped by taking only complete ones.
+  if (!text.endsWith('\n')) lines.pop();
+  if (lines.length === 0) throw new Error(`no tokens in ${file}`);
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) out.push(lines[i % lines.length]!);
+  return out;
+}
+
+function readHead(file: string, bytes: number): string {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    return buffer.subarray(0, readSync(fd, buffer, 0, bytes, 0)).toString('latin1');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Sends one GET per token over CONCURRENCY keep-alive connections; answers counted by status. */
+export async function drive(port: number, path: string, tokens: readonly string[]): Promise<Record<string, number>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const statuses: Record<string, number> = {};
+  let next = 0;
+  const one = (token: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        const status = String(res.statusCode);
+        statuses[status] = (statuses[status] ?? 0) + 1;
+        res.resume();
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const loop = async () => {
+    while (next < tokens.length) await one(tokens[next++]!);
+  };
+  try {
+    await Promise.all(Array.from({ length: CONCURRENCY }, loop));
+  } finally {
+    agent.destroy();
+  }
+  return statuses;
+}
