@@ -1,8 +1,8 @@
 /**
  * `serve --workers N`: one process is single-threaded, so N workers (node:cluster) share the proxy port and
  * the kernel-accepted connections are spread across them. The primary runs no proxy listener: it owns the
- * admin listener (metrics aggregated over every worker), forwards reloads, restarts a worker that dies, and
- * on SIGTERM/SIGINT drains every worker before exiting 0.
+ * admin listener (metrics aggregated over every worker), forwards reloads (to a starting worker once it is
+ * ready), restarts a worker that dies, and on SIGTERM/SIGINT drains every worker before exiting 0.
  */
 import cluster from 'node:cluster';
 import type { Worker } from 'node:cluster';
@@ -22,6 +22,9 @@ export interface ClusterOptions {
   readonly onSignals: (app: App, file: string | undefined) => void;
 }
 
+/** IPC message a worker sends once it serves and handles signals (prom-client's messages use other types). */
+const WORKER_READY = 'portcullis:worker-ready';
+
 export function isClusterWorker(): boolean {
   return cluster.isWorker;
 }
@@ -32,10 +35,20 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
   await app.start();
   let stopping = false;
   const workers = new Set<Worker>();
+  // A worker takes its signal handlers only once it serves: until then a SIGHUP would kill it (the default
+  // action). A reload asked meanwhile is held and sent when it reports ready, since it may have read the
+  // file before the change.
+  const ready = new WeakSet<Worker>();
+  const reloadWhenReady = new WeakSet<Worker>();
   const fork = (index: number): void => {
     // The index survives restarts, so a replacement worker finds (and replays) its predecessor's spool.
     const worker = cluster.fork({ PORTCULLIS_WORKER_INDEX: String(index) });
     workers.add(worker);
+    worker.on('message', (message: unknown) => {
+      if ((message as { type?: unknown } | null)?.type !== WORKER_READY) return;
+      ready.add(worker);
+      if (reloadWhenReady.delete(worker)) worker.process.kill('SIGHUP');
+    });
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
       if (stopping) return;
@@ -44,10 +57,12 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
       setTimeout(() => fork(index), 1000).unref();
     });
   };
-  for (let i = 1; i <= options.workers; i++) fork(i);
 
   const reloadAll = (trigger: string): void => {
-    for (const w of workers) w.process.kill('SIGHUP');
+    for (const w of workers) {
+      if (ready.has(w)) w.process.kill('SIGHUP');
+      else reloadWhenReady.add(w);
+    }
     void options.reload(app, options.configFile, trigger);
   };
   process.on('SIGHUP', () => reloadAll('SIGHUP'));
@@ -64,6 +79,9 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // After the handlers: from this line on, a SIGHUP to the primary reaches every worker.
+  app.logger.info({ workers: options.workers }, 'starting workers');
+  for (let i = 1; i <= options.workers; i++) fork(i);
 }
 
 export async function runWorker(config: CompiledConfig, options: ClusterOptions): Promise<void> {
@@ -74,4 +92,5 @@ export async function runWorker(config: CompiledConfig, options: ClusterOptions)
   const app = await createApp(config, { metrics, admin: false });
   await app.start();
   options.onSignals(app, options.configFile);
+  process.send?.({ type: WORKER_READY });
 }

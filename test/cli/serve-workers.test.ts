@@ -80,11 +80,14 @@ function pidsLogging(text: string, msg: string): number[] {
   return logLines(text).filter((l) => l.msg === msg).map((l) => l.pid);
 }
 
+/** Called when the primary starts forking, before any worker serves. */
+type Starting = (child: ReturnType<typeof spawn>) => void;
+
 /**
  * Starts `serve --workers 2` and waits until the primary and both workers listen. Returns the child, its
  * output, and the two worker pids (every pid that logged "portcullis listening" other than the primary's).
  */
-async function startCluster(t: TestContext, file: string, args: readonly string[] = []) {
+async function startCluster(t: TestContext, file: string, args: readonly string[] = [], whileStarting?: Starting) {
   const child = spawn(process.execPath, [CLI, 'serve', '-c', file, '--workers', '2', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -96,6 +99,11 @@ async function startCluster(t: TestContext, file: string, args: readonly string[
   const out = watchOutput(child.stdout);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  if (whileStarting !== undefined) {
+    // The primary logs this once its signal handlers are installed, just before it forks the workers.
+    await out.waitFor('"msg":"starting workers"');
+    whileStarting(child);
+  }
   await out.waitFor('"msg":"portcullis listening"', 3);
   const primary = child.pid!;
   const workers = pidsLogging(out.text(), 'portcullis listening').filter((pid) => pid !== primary);
@@ -207,14 +215,26 @@ async function assertServing(cluster: Cluster, port: number, token: string, now:
  * A two-worker cluster serving version "one" of the config; `stop()` ends it with SIGTERM, cleans up and
  * checks it exited 0.
  */
-async function versionedCluster(t: TestContext, args: readonly string[]) {
+async function versionedCluster(
+  t: TestContext,
+  args: readonly string[],
+  whileStarting?: (at: { file: string; port: number; origin: string; child: ReturnType<typeof spawn> }) => void,
+) {
   const upstream = await startRecordingUpstream();
   const dir = mkdtempSync(join(tmpdir(), 'pc-workers-'));
   const port = await freePort();
   const file = join(dir, 'p.yaml');
   const token = await issuerIn(dir);
   writeFileSync(file, versioned(port, upstream.origin, 'one'));
-  const cluster = await startCluster(t, file, args);
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster(t, file, args, whileStarting && ((child) => whileStarting({ file, port, origin: upstream.origin, child })));
+  } catch (error) {
+    // A cluster that never came up still leaves nothing listening, so the failure ends the file.
+    await upstream.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   const stop = async (): Promise<void> => {
     cluster.child.kill('SIGTERM');
     const [code] = await cluster.exited;
@@ -271,6 +291,25 @@ test('--workers 2: a change of the watched file reloads both workers; an invalid
     assert.deepEqual(new Set(pidsLogging(out.text(), 'config reload refused; the previous config keeps serving')), new Set([primary, ...workers]));
     await assertServing(cluster, port, token, 'two', 'one');
     assert.doesNotMatch(out.text(), /worker exited/);
+  } finally {
+    await stop();
+  }
+});
+
+test('--workers 2: a SIGHUP while the workers start kills none; each reloads once it serves', { timeout: 60_000 }, async (t) => {
+  // The workers are forked at "starting workers" and are then still loading for a while, without signal
+  // handlers: a SIGHUP reaching one there would kill it. The primary holds the reload for each worker until
+  // it reports ready. The file changes first, so whatever version a worker read, it must end on "two".
+  const { cluster, stop, token, port } = await versionedCluster(t, ['--no-watch'], (at) => {
+    replaceFile(at.file, versioned(at.port, at.origin, 'two'));
+    at.child.kill('SIGHUP');
+  });
+  const { out, primary, workers } = cluster;
+  try {
+    await out.waitFor('"msg":"config reloaded"', 3);
+    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reloaded')), new Set([primary, ...workers]), 'primary and both workers reloaded');
+    assert.doesNotMatch(out.text(), /worker exited/);
+    await assertServing(cluster, port, token, 'two', 'one');
   } finally {
     await stop();
   }
