@@ -82,7 +82,8 @@ const HELP = `npm run bench -- [options]
   --no-install       do not apt-get install missing tools
   --no-extras        skip the other benches in bench/ run at the end (LogQL rewrite cost, audit
                      append/verify rates, CEL evaluation)
-  --soak S           soak mode: Portcullis under distinct-token load for S seconds, RSS every 10 s
+  --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
+                     (at most 600 s), then S seconds measured, RSS every 10 s
   --distinct N       soak: number of distinct tokens (default 100000)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames
   --instructions     instruction-count mode: the Node contestants under valgrind's callgrind, machine
