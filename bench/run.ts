@@ -85,6 +85,7 @@ const HELP = `npm run bench -- [options]
   --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
                      (at most 600 s), then S seconds measured, RSS every 10 s
   --distinct N       soak: number of distinct tokens (default 100000)
+  --soak-tokens K    soak: valid (default) or invalid (distinct bad signatures: rejections stay bounded)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames
   --instructions     instruction-count mode: the Node contestants under valgrind's callgrind, machine
                      instructions per request (repeatable to ±0.1%, unlike req/s); default contestants
@@ -111,6 +112,7 @@ const { values: opts } = parseArgs({
     extras: { type: 'boolean', default: true },
     soak: { type: 'string' },
     distinct: { type: 'string', default: '100000' },
+    'soak-tokens': { type: 'string', default: 'valid' },
     profile: { type: 'string' },
     instructions: { type: 'boolean', default: false },
     syscalls: { type: 'boolean', default: false },
@@ -139,6 +141,12 @@ function positive(name: string, value: string): number {
     process.exit(2);
   }
   return n;
+}
+
+function soakTokens(value: string): 'valid' | 'invalid' {
+  if (value === 'valid' || value === 'invalid') return value;
+  console.error(`--soak-tokens must be valid or invalid (got ${value})`);
+  process.exit(2);
 }
 
 function log(line: string): void {
@@ -206,6 +214,7 @@ try {
       ctx,
       seconds: positive('soak', opts.soak),
       distinct: positive('distinct', opts.distinct),
+      tokens: soakTokens(opts['soak-tokens']),
       connections,
       script,
       log,

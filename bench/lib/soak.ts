@@ -1,6 +1,6 @@
 /**
- * `--soak S --distinct N`: Portcullis (1 process) under wrk load cycling N distinct valid RS256 tokens for
- * S seconds after a warm-up, resident memory sampled every 10 s. The memory target: with a bounded
+ * `--soak S --distinct N [--soak-tokens invalid]`: Portcullis (1 process) under wrk load cycling N distinct
+ * valid (or, with `invalid`, badly signed) RS256 tokens for S seconds after a warm-up, resident memory sampled every 10 s. The memory target: with a bounded
  * verified-token cache the RSS levels off once the cache is full and stays flat; unbounded growth shows as
  * rising peaks or a steady slope.
  */
@@ -10,13 +10,15 @@ import { CONTESTANTS } from './contestants.ts';
 import type { BenchContext } from './contestants.ts';
 import { httpGet, peakRssMiB, processTree, rssMiB } from './procs.ts';
 import { SCENARIOS } from './scenarios.ts';
-import { mintFile } from './tokens.ts';
+import { forgeFile, mintFile } from './tokens.ts';
 import { runWrk } from './wrk.ts';
 
 export interface SoakOptions {
   readonly ctx: BenchContext;
   readonly seconds: number;
   readonly distinct: number;
+  /** `valid`: distinct valid tokens (the cache's bound); `invalid`: distinct bad signatures (failures uncached). */
+  readonly tokens: 'valid' | 'invalid';
   readonly connections: number;
   readonly script: string;
   readonly log: (line: string) => void;
@@ -37,10 +39,15 @@ const MAX_WARMUP_S = 600;
 export async function runSoak(o: SoakOptions): Promise<void> {
   const key = o.ctx.keys.keys.RS256;
   const file = join(o.ctx.dir, 'soak.tokens');
-  o.log(`signing ${o.distinct} distinct RS256 tokens ...`);
-  const ms = await mintFile(key, 1, o.distinct, o.seconds + MAX_WARMUP_S + 3600, file);
-  o.log(`  ... ${(ms / 1000).toFixed(1)} s`);
-  const scenario = SCENARIOS.find((s) => s.id === 'distinct')!;
+  const ttl = o.seconds + MAX_WARMUP_S + 3600;
+  if (o.tokens === 'invalid') {
+    forgeFile(key, 1, o.distinct, ttl, file);
+  } else {
+    o.log(`signing ${o.distinct} distinct RS256 tokens ...`);
+    const ms = await mintFile(key, 1, o.distinct, ttl, file);
+    o.log(`  ... ${(ms / 1000).toFixed(1)} s`);
+  }
+  const scenario = SCENARIOS.find((s) => s.id === (o.tokens === 'invalid' ? 'invalid' : 'distinct'))!;
   const contestant = CONTESTANTS.find((c) => c.id === 'portcullis')!;
   const running = await contestant.start(scenario, o.ctx);
   try {
@@ -50,7 +57,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
       runWrk({ port: running.port, path: '/', tokenFile: file, script: o.script, seconds, connections: o.connections, cpus: o.ctx.cores.gen });
     const rss = () => rssMiB(processTree(running.pid));
 
-    console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
+    console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
     const warm = await warmUp(load, rss, o.distinct);
     console.log(warm.line);
 
@@ -73,7 +80,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     const result = await measured;
     const peak = peakRssMiB(processTree(running.pid));
     console.log(
-      `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
+      `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx${o.tokens === 'invalid' ? ` (of ${result.requests}: every one should be a 401)` : ''}, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
     );
     console.log(verdict(series));
   } finally {
