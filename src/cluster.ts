@@ -53,8 +53,12 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
       workers.delete(worker);
       if (stopping) return;
       app.logger.error({ worker: worker.process.pid, code, signal }, 'worker exited; starting a replacement');
-      // A worker that dies at once (bad environment) must not become a fork loop.
-      setTimeout(() => fork(index), 1000).unref();
+      // A worker that dies at once (bad environment) must not become a fork loop. Nor is one started after
+      // a shutdown began in the meantime: stop() waits only for the workers it signalled. The timer keeps
+      // the primary alive: with every worker dead and no admin listener it may be its only handle.
+      setTimeout(() => {
+        if (!stopping) fork(index);
+      }, 1000);
     });
   };
 

@@ -226,20 +226,15 @@ async function versionedCluster(
   const file = join(dir, 'p.yaml');
   const token = await issuerIn(dir);
   writeFileSync(file, versioned(port, upstream.origin, 'one'));
-  let cluster: Cluster;
-  try {
-    cluster = await startCluster(t, file, args, whileStarting && ((child) => whileStarting({ file, port, origin: upstream.origin, child })));
-  } catch (error) {
-    // A cluster that never came up still leaves nothing listening, so the failure ends the file.
+  // Also when the cluster never comes up: a listening upstream would keep the test file from ending.
+  t.after(async () => {
     await upstream.close();
     rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
+  });
+  const cluster = await startCluster(t, file, args, whileStarting && ((child) => whileStarting({ file, port, origin: upstream.origin, child })));
   const stop = async (): Promise<void> => {
     cluster.child.kill('SIGTERM');
     const [code] = await cluster.exited;
-    await upstream.close();
-    rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, cluster.out.text() + cluster.stderr());
   };
   return { upstream, port, file, token, cluster, stop };
@@ -306,10 +301,34 @@ test('--workers 2: a SIGHUP while the workers start kills none; each reloads onc
   });
   const { out, primary, workers } = cluster;
   try {
-    await out.waitFor('"msg":"config reloaded"', 3);
-    assert.deepEqual(new Set(pidsLogging(out.text(), 'config reloaded')), new Set([primary, ...workers]), 'primary and both workers reloaded');
+    // A worker killed by the SIGHUP fails the test at once rather than at the timeout.
+    const died = out.waitFor('worker exited').then(
+      () => assert.fail(`a worker died:\n${out.text()}`),
+      () => undefined, // the output ended (the cluster stopped) without a death
+    );
+    await Promise.race([out.waitFor('"msg":"config reloaded"', 3), died]);
+    const reloaded = pidsLogging(out.text(), 'config reloaded');
+    assert.deepEqual(reloaded.toSorted(), [primary, ...workers].toSorted(), 'primary and both workers reloaded, once each');
     assert.doesNotMatch(out.text(), /worker exited/);
     await assertServing(cluster, port, token, 'two', 'one');
+  } finally {
+    await stop();
+  }
+});
+
+test('--workers 2: workers killed together are replaced; the primary stays up without an admin listener', { timeout: 60_000 }, async (t) => {
+  // admin: false, so once both workers are dead the primary's only handle is the restart timer.
+  const { cluster, stop, token, port } = await versionedCluster(t, ['--no-watch']);
+  const { out, workers } = cluster;
+  try {
+    for (const pid of workers) process.kill(pid, 'SIGKILL');
+    await out.waitFor('worker exited; starting a replacement', 2);
+    // The primary and the two first workers logged it once each; the replacements make five.
+    await out.waitFor('"msg":"portcullis listening"', 5);
+    const listening = pidsLogging(out.text(), 'portcullis listening');
+    assert.equal(new Set(listening.slice(3)).size, 2, 'two new worker pids');
+    assert.ok(listening.slice(3).every((pid) => !workers.includes(pid)));
+    await assertServing(cluster, port, token, 'one', undefined);
   } finally {
     await stop();
   }
