@@ -68,7 +68,7 @@ const QUIET_PERCENT = 15;
 let quietBudgetS = 120;
 
 const LEGEND =
-  'req/s, p50, p99, CPU: medians of the runs; ±%: half the range of the runs\' req/s over the median; ×pt: median over rounds of req/s ÷ node pass-through\'s req/s in the same round; +p99: p99 minus pass-through p99; CPU: user+sys of the contestant\'s process tree over the run (100% = one core); CPU µs/req: that CPU time per request, of which kernel µs/req in the kernel (sockets, epoll); peak RSS: VmHWM summed over the tree, reset before the run.';
+  'req/s, p50, p99, CPU: medians of the runs; ±%: half the range of the runs\' req/s over the median; ×pt: median over rounds of req/s ÷ node pass-through\'s req/s in the same round; +p99: p99 minus pass-through p99; CPU: user+sys of the contestant\'s process tree over the run (100% = one core); CPU µs/req: that CPU time per request, of which kernel µs/req in the kernel on its behalf (mostly sockets and epoll; loopback packet work done in softirq is not charged to it); peak RSS: VmHWM summed over the tree, reset before the run.';
 
 const HELP = `npm run bench -- [options]
   --scenario LIST    comma list of ${SCENARIOS.map((s) => s.id).join(', ')}; or all; default: ${DEFAULT_SCENARIOS.join(',')}
@@ -126,6 +126,11 @@ const { values: opts } = parseArgs({
 if (opts.help) {
   console.log(HELP);
   process.exit(0);
+}
+
+if (opts['soak-tokens'] !== 'valid' && opts.soak === undefined) {
+  console.error('--soak-tokens applies to --soak only');
+  process.exit(2);
 }
 
 // wrk takes whole seconds.

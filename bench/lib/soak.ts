@@ -1,8 +1,8 @@
 /**
  * `--soak S --distinct N [--soak-tokens invalid]`: Portcullis (1 process) under wrk load cycling N distinct
- * valid (or, with `invalid`, badly signed) RS256 tokens for S seconds after a warm-up, resident memory sampled every 10 s. The memory target: with a bounded
- * verified-token cache the RSS levels off once the cache is full and stays flat; unbounded growth shows as
- * rising peaks or a steady slope.
+ * valid (or, with `invalid`, badly signed) RS256 tokens for S seconds after a warm-up, resident memory
+ * sampled every 10 s. The memory target: with a bounded verified-token cache the RSS levels off once the
+ * cache is full and stays flat; unbounded growth shows as rising peaks or a steady slope.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +10,7 @@ import { CONTESTANTS } from './contestants.ts';
 import type { BenchContext } from './contestants.ts';
 import { httpGet, peakRssMiB, processTree, rssMiB } from './procs.ts';
 import { SCENARIOS } from './scenarios.ts';
-import { forgeFile, mintFile } from './tokens.ts';
+import { forgeFile, forgeOne, mintFile } from './tokens.ts';
 import { runWrk } from './wrk.ts';
 
 export interface SoakOptions {
@@ -31,8 +31,10 @@ const FLAT_GROWTH = 0.1;
 const DRIFT_MIB_PER_MIN = 1;
 /** Warm-up: load in windows of this length, and compare each window's peak RSS with the one before. */
 const WARMUP_CHUNK_S = 60;
-/** Settled: a window's peak at most this fraction above the previous window's. */
+/** Settled: windows whose peak is at most this fraction above the highest peak of the warm-up so far ... */
 const SETTLED = 0.02;
+/** ... this many in a row. */
+const SETTLED_WINDOWS = 2;
 /** The warm-up never takes longer than this. */
 const MAX_WARMUP_S = 600;
 
@@ -53,12 +55,22 @@ export async function runSoak(o: SoakOptions): Promise<void> {
   try {
     const check = await httpGet(running.port, '/', {});
     if (check.status !== 401) throw new Error(`Portcullis answered ${check.status} without a token`);
-    const load = (seconds: number) =>
-      runWrk({ port: running.port, path: '/', tokenFile: file, script: o.script, seconds, connections: o.connections, cpus: o.ctx.cores.gen });
+    if (o.tokens === 'invalid') {
+      const forged = await httpGet(running.port, '/', { authorization: `Bearer ${forgeOne(key, 0, ttl)}` });
+      if (forged.status !== 401) throw new Error(`Portcullis answered ${forged.status} to a forged token`);
+    }
+    // Each wrk run resumes where the previous one stopped in the token file, so the token order is one
+    // continuous cycle from warm-up to the end, as with a single run.
+    let sent = 0;
+    const load = async (seconds: number) => {
+      const result = await runWrk({ port: running.port, path: '/', tokenFile: file, script: o.script, seconds, connections: o.connections, cpus: o.ctx.cores.gen, offset: sent });
+      sent += result.requests;
+      return result;
+    };
     const rss = () => rssMiB(processTree(running.pid));
 
     console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
-    const warm = await warmUp(load, rss, o.distinct);
+    const warm = await warmUp(load, rss, () => sent, o.distinct);
     console.log(warm.line);
 
     const series: Array<{ t: number; rss: number }> = [];
@@ -80,7 +92,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     const result = await measured;
     const peak = peakRssMiB(processTree(running.pid));
     console.log(
-      `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx${o.tokens === 'invalid' ? ` (of ${result.requests}: every one should be a 401)` : ''}, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
+      `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx${o.tokens === 'invalid' ? ` of ${result.requests}${result.non2xx === result.requests ? ' (every forged token refused)' : ` — WARNING: ${result.requests - result.non2xx} forged tokens were let through`}` : ''}, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
     );
     console.log(verdict(series));
   } finally {
@@ -90,8 +102,8 @@ export async function runSoak(o: SoakOptions): Promise<void> {
 
 /**
  * Load before the measured window until the process has reached its working size: at least one full pass
- * over the tokens (the verified-token cache and the doorkeeper fill during the first), and then until a
- * WARMUP_CHUNK_S window's peak RSS is within SETTLED of the window before it. V8 sizes its heap by the
+ * over the tokens (the verified-token cache and the doorkeeper fill during the first), and then until
+ * SETTLED_WINDOWS windows of WARMUP_CHUNK_S in a row have not raised the highest peak RSS by more than SETTLED. V8 sizes its heap by the
  * allocation rate it sees, and at this load took ~200 s to reach its size (session 5: 273 → 400 MiB, then
  * level for 1000 s); judging from the start measured that growth, not the proxy's. Bounded by MAX_WARMUP_S:
  * a process that never settles is measured anyway, and the line says so.
@@ -99,10 +111,12 @@ export async function runSoak(o: SoakOptions): Promise<void> {
 async function warmUp(
   load: (seconds: number) => Promise<{ rps: number }>,
   rss: () => number,
+  sent: () => number,
   distinct: number,
 ): Promise<{ line: string }> {
   const peaks: number[] = [];
-  let served = 0;
+  let highest = 0;
+  let level = 0;
   let elapsed = 0;
   while (elapsed < MAX_WARMUP_S) {
     let peak = rss();
@@ -116,13 +130,15 @@ async function warmUp(
       peak = Math.max(peak, rss());
     }
     const result = await chunk;
-    served += result.rps * WARMUP_CHUNK_S;
     elapsed += WARMUP_CHUNK_S;
     peaks.push(peak);
-    const previous = peaks.at(-2);
+    // A window without a top of the sawtooth has a lower peak: only a window that does not raise the
+    // highest peak so far counts, and it takes SETTLED_WINDOWS of them in a row.
+    level = highest > 0 && peak <= highest * (1 + SETTLED) ? level + 1 : 0;
+    highest = Math.max(highest, peak);
     console.log(`  warm-up ${String(elapsed).padStart(4)} s  peak RSS ${peak.toFixed(1)} MiB  ${Math.round(result.rps)} req/s`);
-    if (served >= distinct && previous !== undefined && peak <= previous * (1 + SETTLED)) {
-      return { line: `warm-up: settled after ${elapsed} s (peak ${peak.toFixed(1)} MiB, previous ${WARMUP_CHUNK_S} s ${previous.toFixed(1)} MiB; ${Math.round(served)} requests, ≥ one pass over the tokens)` };
+    if (sent() >= distinct && level >= SETTLED_WINDOWS) {
+      return { line: `warm-up: settled after ${elapsed} s (${SETTLED_WINDOWS} windows of ${WARMUP_CHUNK_S} s within ${SETTLED * 100}% of the highest peak, ${highest.toFixed(1)} MiB; ${sent()} requests, ≥ one pass over the tokens)` };
     }
   }
   return { line: `warm-up: NOT settled after ${MAX_WARMUP_S} s (peaks ${peaks.map((p) => p.toFixed(0)).join(', ')} MiB); measuring anyway` };
@@ -136,7 +152,7 @@ async function warmUp(
  * and a least-squares slope catches a steady drift that has not yet crossed the growth threshold.
  */
 function verdict(series: ReadonlyArray<{ t: number; rss: number }>): string {
-  if (series.length < 6) return `verdict: too short to judge (${series.length} samples; need 6, i.e. ${6 * INTERVAL_S} s)`;
+  if (series.length < 6) return `verdict: too short to judge (${series.length} samples; need 6, i.e. --soak ${5 * INTERVAL_S} or more)`;
   const split = Math.floor((series.length * 2) / 3);
   const peakBefore = Math.max(...series.slice(0, split).map((s) => s.rss));
   const peakEnd = Math.max(...series.slice(split).map((s) => s.rss));

@@ -6,10 +6,12 @@
  *
  * Per contestant: start it normally, send a warm-up, attach `strace -c` to every thread of the process,
  * send the measured requests, detach (SIGINT), and divide strace's per-call counts by the request count.
- * strace slows the traced process a great deal; counts are exact, its times are not used.
+ * strace stops the process at every call and slows it many times over. The socket calls per request
+ * (read, write, writev, recvfrom, sendto) do not depend on that; the wake-up calls (epoll_pwait, futex)
+ * do, since a slowed process finds more events ready per wake-up. strace's times are not used.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, Contestant } from './contestants.ts';
 import { drive, readTokens } from './drive.ts';
@@ -36,8 +38,8 @@ export interface SyscallsRow {
   readonly statuses: Readonly<Record<string, number>>;
 }
 
-/** strace prints this once per attached thread; the measurement starts after all of them. */
-const ATTACHED = /Process \d+ attached/g;
+/** With -f and -p, strace attaches to every thread of the process, and says so once it has. */
+const ATTACHED = /Process \d+ attached/;
 const ATTACH_TIMEOUT_MS = 10_000;
 
 export async function runSyscalls(o: SyscallsOptions): Promise<SyscallsRow[]> {
@@ -78,10 +80,9 @@ export async function runSyscalls(o: SyscallsOptions): Promise<SyscallsRow[]> {
   return rows;
 }
 
-/** Attaches strace to every thread `pid` has now; resolves once each is attached. */
+/** Attaches strace to every thread of `pid`, and to threads it starts later (-f); resolves once attached. */
 async function attach(pid: number, out: string): Promise<{ detach(): Promise<void> }> {
-  const threads = readdirSync(`/proc/${pid}/task`);
-  const args = ['-c', '-o', out, ...threads.flatMap((tid) => ['-p', tid])];
+  const args = ['-f', '-c', '-o', out, '-p', String(pid)];
   const child = spawn('strace', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   trackChild(child);
   const exited = new Promise<string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? String(code))));
@@ -91,7 +92,7 @@ async function attach(pid: number, out: string): Promise<{ detach(): Promise<voi
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       stderr += chunk;
-      if ((stderr.match(ATTACHED) ?? []).length >= threads.length) {
+      if (ATTACHED.test(stderr)) {
         clearTimeout(timer);
         resolve();
       }
@@ -134,5 +135,6 @@ export function formatSyscalls(rows: readonly SyscallsRow[]): string {
   const lines = [`| syscall | ${head.join(' | ')} |`, `|---|${rows.map(() => '---:').join('|')}|`];
   for (const name of sorted) lines.push(`| ${name} | ${rows.map((r) => (r.perRequest[name] ?? 0).toFixed(2)).join(' | ')} |`);
   lines.push(`| **all** | ${rows.map((r) => `**${r.total.toFixed(2)}**`).join(' | ')} |`);
+  lines.push(`| answers | ${rows.map((r) => Object.entries(r.statuses).map(([status, n]) => `${n}× ${status}`).join(', ')).join(' | ')} |`);
   return lines.join('\n');
 }
