@@ -13,6 +13,12 @@ import { watchConfigFile } from './config/watch.ts';
 import type { CompiledConfig } from './config/types.ts';
 import { createMetrics } from './metrics.ts';
 
+/** A SIGHUP held while the process started (serve's holdReloadsWhileStarting). */
+export interface StartupReloads {
+  /** Ends the hold (call once the real SIGHUP handler is installed); true when a SIGHUP came meanwhile. */
+  release(): boolean;
+}
+
 export interface ClusterOptions {
   readonly configFile: string;
   readonly workers: number;
@@ -20,6 +26,7 @@ export interface ClusterOptions {
   /** Reload hook of the calling command (shared with single-process serve). */
   readonly reload: (app: App, file: string, trigger: string) => Promise<void>;
   readonly onSignals: (app: App, file: string | undefined) => void;
+  readonly startup: StartupReloads;
 }
 
 /** IPC message a worker sends once it serves and handles signals (prom-client's messages use other types). */
@@ -83,6 +90,8 @@ export async function runPrimary(config: CompiledConfig, options: ClusterOptions
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // No worker yet: a SIGHUP held during start-up reloads the primary, and the workers read the file anew.
+  if (options.startup.release()) reloadAll('SIGHUP while starting');
   // After the handlers: from this line on, a SIGHUP to the primary reaches every worker.
   app.logger.info({ workers: options.workers }, 'starting workers');
   for (let i = 1; i <= options.workers; i++) fork(i);
@@ -96,5 +105,7 @@ export async function runWorker(config: CompiledConfig, options: ClusterOptions)
   const app = await createApp(config, { metrics, admin: false });
   await app.start();
   options.onSignals(app, options.configFile);
+  // Only a signal sent to the worker itself (a process group's) is held here; the primary holds its own.
+  if (options.startup.release()) void options.reload(app, options.configFile, 'SIGHUP while starting');
   process.send?.({ type: WORKER_READY });
 }

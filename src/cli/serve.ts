@@ -5,6 +5,7 @@ import type { App } from '../app.ts';
 import { compileConfigFile } from '../config/compile.ts';
 import { watchConfigFile } from '../config/watch.ts';
 import { isClusterWorker, runPrimary, runWorker } from '../cluster.ts';
+import type { StartupReloads } from '../cluster.ts';
 import { loadOrExit } from './check.ts';
 
 export function registerServe(program: Command): void {
@@ -20,16 +21,38 @@ export function registerServe(program: Command): void {
         process.stderr.write('portcullis: --workers must be an integer from 1 to 256\n');
         process.exit(2);
       }
+      const startup = holdReloadsWhileStarting();
       const config = await loadOrExit(opts.config);
       if (workers > 1 || isClusterWorker()) {
-        const options = { configFile: opts.config, workers, watch: opts.watch, reload: reloadConfig, onSignals: handleSignals };
+        const options = { configFile: opts.config, workers, watch: opts.watch, reload: reloadConfig, onSignals: handleSignals, startup };
         return isClusterWorker() ? runWorker(config, options) : runPrimary(config, options);
       }
       const app = await createApp(config);
       await app.start();
       handleSignals(app, opts.config);
       if (opts.watch) watchConfigFile(opts.config, () => void reloadConfig(app, opts.config, 'file change'));
+      if (startup.release()) void reloadConfig(app, opts.config, 'SIGHUP while starting');
     });
+}
+
+/**
+ * Holds a SIGHUP that arrives while the proxy starts, instead of dying of it (the default action): loading
+ * the config and fetching an issuer's keys can take seconds with a slow IdP, and `systemctl reload` or a
+ * config-management run may signal meanwhile. The config read at start may predate the change the signal
+ * announces, so the caller reloads once when a SIGHUP was held.
+ */
+function holdReloadsWhileStarting(): StartupReloads {
+  let asked = false;
+  const hold = (): void => {
+    asked = true;
+  };
+  process.on('SIGHUP', hold);
+  return {
+    release() {
+      process.off('SIGHUP', hold);
+      return asked;
+    },
+  };
 }
 
 /** Graceful shutdown on SIGTERM/SIGINT; config reload on SIGHUP (an invalid file keeps the old config). */
