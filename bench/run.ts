@@ -80,8 +80,8 @@ const HELP = `npm run bench -- [options]
   --only LIST        contestants: ${CONTESTANTS.map((c) => c.id).join(', ')}
   --no-pin           do not pin processes to cores with taskset
   --no-install       do not apt-get install missing tools
-  --no-extras        skip the other benches in bench/ run at the end (LogQL rewrite cost, audit
-                     append/verify rates, CEL evaluation)
+  --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm,
+                     LogQL rewrite cost, audit append/verify rates, CEL evaluation)
   --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
                      (at most 600 s), then S seconds measured, RSS every 10 s
   --distinct N       soak: number of distinct tokens (default 100000)
@@ -622,6 +622,7 @@ async function runBench(): Promise<void> {
 /** The other benches in bench/ (owned by others), run as extra sections when asked and present. */
 function runExtras(): void {
   for (const [file, args] of [
+    ['crypto-verify.ts', []],
     ['cel.ts', ['--quick']],
     ['logql-rewrite.ts', []],
     ['audit.ts', []],
