@@ -87,6 +87,7 @@ const HELP = `npm run bench -- [options]
   --distinct N       soak: number of distinct tokens (default 100000)
   --soak-tokens K    soak: valid (default) or invalid (distinct bad signatures: rejections stay bounded)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames
+  --audit STORE      profile mode: with the audit log on, in sqlite or postgres
   --instructions     instruction-count mode: the Node contestants under valgrind's callgrind, machine
                      instructions per request (repeatable to ±0.1%, unlike req/s); default contestants
                      passthrough,lean-verify,portcullis and scenarios distinct,invalid
@@ -114,6 +115,7 @@ const { values: opts } = parseArgs({
     distinct: { type: 'string', default: '100000' },
     'soak-tokens': { type: 'string', default: 'valid' },
     profile: { type: 'string' },
+    audit: { type: 'string' },
     instructions: { type: 'boolean', default: false },
     syscalls: { type: 'boolean', default: false },
     requests: { type: 'string', default: '5000' },
@@ -146,6 +148,12 @@ function positive(name: string, value: string): number {
     process.exit(2);
   }
   return n;
+}
+
+function auditStore(value: string | undefined): 'sqlite' | 'postgres' | undefined {
+  if (value === undefined || value === 'sqlite' || value === 'postgres') return value;
+  console.error(`--audit must be sqlite or postgres (got ${value})`);
+  process.exit(2);
 }
 
 function soakTokens(value: string): 'valid' | 'invalid' {
@@ -228,7 +236,7 @@ try {
     const [scenario] = selectScenarios(opts.profile);
     if (scenario === undefined) throw new Error('--profile needs one scenario');
     const files = await makeTokenFiles([scenario], defaultPool(duration));
-    await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, log });
+    await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, audit: auditStore(opts.audit), log });
   } else if (opts.instructions) {
     await runInstructionsMode();
   } else if (opts.syscalls) {

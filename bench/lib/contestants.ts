@@ -183,7 +183,7 @@ ${claims}${extras.bench}${extras.routes}`,
   return file;
 }
 
-type AuditStoreKind = 'sqlite' | 'postgres';
+export type AuditStoreKind = 'sqlite' | 'postgres';
 
 /** PostgreSQL for the audited rows: the machine's local server (trust auth, database test), or this URL. */
 const BENCH_PG_URL = process.env.PORTCULLIS_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';

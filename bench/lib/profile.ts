@@ -5,7 +5,7 @@
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { writePortcullisConfig } from './contestants.ts';
-import type { BenchContext } from './contestants.ts';
+import type { AuditStoreKind, BenchContext } from './contestants.ts';
 import { freePort, spawnTracked, stopTracked, waitForPort } from './procs.ts';
 import type { Scenario } from './scenarios.ts';
 import { runWrk } from './wrk.ts';
@@ -25,6 +25,8 @@ export interface ProfileOptions {
   readonly warmup: number;
   readonly connections: number;
   readonly script: string;
+  /** Profile with the audit log on, in this store. */
+  readonly audit?: AuditStoreKind | undefined;
   readonly log: (line: string) => void;
 }
 
@@ -41,7 +43,7 @@ export async function runProfile(o: ProfileOptions): Promise<void> {
       join(o.ctx.repo, 'src', 'cli', 'main.ts'),
       'serve',
       '-c',
-      writePortcullisConfig(o.ctx, o.scenario, port),
+      writePortcullisConfig(o.ctx, o.scenario, port, o.audit),
       ...(o.ctx.noWatchFlag ? ['--no-watch'] : []),
     ],
     { cpus: o.ctx.cores.one, logFile: join(o.ctx.dir, 'portcullis-profile.log'), cwd: o.ctx.repo },
@@ -54,7 +56,7 @@ export async function runProfile(o: ProfileOptions): Promise<void> {
   // SIGTERM: Portcullis drains and exits, and V8 writes the profile on the way out.
   await stopTracked(child, 10_000);
   const file = readdirSync(profDir).find((name) => name.endsWith('.cpuprofile'));
-  console.log(`Portcullis under "${o.scenario.title}": ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms (profiling slows it down)`);
+  console.log(`Portcullis${o.audit === undefined ? '' : ` + audit (${o.audit})`} under "${o.scenario.title}": ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms (profiling slows it down)`);
   if (file === undefined) {
     console.log('no .cpuprofile was written (did the process exit cleanly?)');
     return;
