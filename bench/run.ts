@@ -257,8 +257,7 @@ async function runInstructionsMode(): Promise<void> {
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
   const scenarios = selectScenarios(opts.scenario === 'default' ? 'distinct,invalid' : opts.scenario);
   const ids = opts.only?.split(',') ?? ['passthrough', 'lean-verify', 'portcullis'];
-  for (const id of ids) if (!UNDER_CALLGRIND.has(id)) log(`${id}: not measured in instruction-count mode (not one Node process)`);
-  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && UNDER_CALLGRIND.has(c.id));
+  const contestants = countable(ids, UNDER_CALLGRIND, 'instruction-count mode (not one Node process)');
   const requests = positive('requests', opts.requests);
   const warmRequests = 4 * requests;
   const files = await makeTokenFiles(scenarios, warmRequests + requests);
@@ -286,12 +285,7 @@ async function runInstructionsMode(): Promise<void> {
     'lean ÷ row and pass-through ÷ row read like throughput ratios: 0.95 means the row executes 1/0.95 times the instructions of the reference per request.',
     '',
   ].join('\n');
-  console.log('');
-  console.log(table);
-  const resultsDir = join(HERE, 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, 'instructions.md'), text);
-  log(`wrote ${join('bench', 'results', 'instructions.md')}`);
+  writeCounts('instructions.md', table, text);
 }
 
 // ---- syscall counts -------------------------------------------------------------------------------------
@@ -302,8 +296,7 @@ async function runSyscallsMode(): Promise<void> {
   if (!hasCommand('strace')) throw new Error('--syscalls needs strace (apt-get install strace)');
   const scenarios = selectScenarios(opts.scenario === 'default' ? 'same' : opts.scenario);
   const ids = opts.only?.split(',') ?? [...ONE_PROCESS];
-  for (const id of ids) if (!ONE_PROCESS.has(id)) log(`${id}: not measured in syscall-count mode (not one process)`);
-  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && ONE_PROCESS.has(c.id));
+  const contestants = countable(ids, ONE_PROCESS, 'syscall-count mode (not one process)');
   const requests = positive('requests', opts.requests);
   const warmRequests = requests;
   const files = await makeTokenFiles(scenarios, warmRequests + requests);
@@ -328,12 +321,23 @@ async function runSyscallsMode(): Promise<void> {
     table,
     '',
   ].join('\n');
+  writeCounts('syscalls.md', table, text);
+}
+
+/** The contestants of a per-request mode: those asked for that the mode can measure (others are named). */
+function countable(ids: readonly string[], measurable: ReadonlySet<string>, why: string): Contestant[] {
+  for (const id of ids) if (!measurable.has(id)) log(`${id}: not measured in ${why}`);
+  return CONTESTANTS.filter((c) => ids.includes(c.id) && measurable.has(c.id));
+}
+
+/** Prints a per-request mode's table and writes its results file. */
+function writeCounts(file: string, table: string, text: string): void {
   console.log('');
   console.log(table);
   const resultsDir = join(HERE, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  writeFileSync(join(resultsDir, 'syscalls.md'), text);
-  log(`wrote ${join('bench', 'results', 'syscalls.md')}`);
+  writeFileSync(join(resultsDir, file), text);
+  log(`wrote ${join('bench', 'results', file)}`);
 }
 
 // ---- the bench ------------------------------------------------------------------------------------------

@@ -5,9 +5,52 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import type { BenchContext, Contestant } from './contestants.ts';
+import type { Scenario } from './scenarios.ts';
 
 /** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
 export const CONCURRENCY = 20;
+
+/** What a per-request mode measures: which contestants, under which scenarios, with how many requests. */
+export interface CountPlan {
+  readonly ctx: BenchContext;
+  readonly scenarios: readonly Scenario[];
+  readonly contestants: readonly Contestant[];
+  /**
+   * The token file per scenario, one token per line: the warm-up takes the first `warmRequests`, the
+   * measured requests the next `requests` (a file of one token is cycled). With every token new, the
+   * warm-up must be new tokens too: V8 optimises for the path it has seen, and re-optimising during the
+   * measurement would be counted.
+   */
+  readonly tokenFile: (scenario: Scenario) => string;
+  readonly requests: number;
+  readonly warmRequests: number;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Calls `measure` for every contestant that can run each scenario, with that scenario's warm-up and
+ * measured tokens. A baseline does not read the token: it is measured once, under the first scenario.
+ */
+export async function forEachCount(
+  plan: CountPlan,
+  measure: (contestant: Contestant, scenario: Scenario, warm: readonly string[], measured: readonly string[]) => Promise<void>,
+): Promise<void> {
+  for (const [index, scenario] of plan.scenarios.entries()) {
+    const tokens = readTokens(plan.tokenFile(scenario), plan.warmRequests + plan.requests);
+    const warm = tokens.slice(0, plan.warmRequests);
+    const measured = tokens.slice(plan.warmRequests);
+    for (const contestant of plan.contestants) {
+      if (contestant.baseline && index > 0) continue;
+      const why = contestant.unsupported(scenario, plan.ctx);
+      if (why !== undefined) {
+        plan.log(`  ${contestant.id}: skipped (${why})`);
+        continue;
+      }
+      await measure(contestant, scenario, warm, measured);
+    }
+  }
+}
 
 /** `count` tokens from the file, cycling when it holds fewer (the same-token files hold one). */
 export function readTokens(file: string, count: number): string[] {

@@ -11,26 +11,14 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import type { BenchContext, Contestant } from './contestants.ts';
-import { drive, readTokens } from './drive.ts';
+import type { BenchContext } from './contestants.ts';
+import { drive, forEachCount } from './drive.ts';
+import type { CountPlan } from './drive.ts';
 import { runSync } from './procs.ts';
 import type { Scenario } from './scenarios.ts';
 
-export interface InstructionsOptions {
-  readonly ctx: BenchContext;
-  readonly scenarios: readonly Scenario[];
-  readonly contestants: readonly Contestant[];
-  /**
-   * The token file per scenario, one token per line: the warm-up takes the first `warmRequests`, the
-   * measured requests the next `requests` (a file of one token is cycled). With every token new, the
-   * warm-up must be new tokens too: V8 optimises for the path it has seen, and re-optimising during the
-   * measurement would be counted (compilation runs on a thread callgrind counts).
-   */
-  readonly tokenFile: (scenario: Scenario) => string;
-  readonly requests: number;
-  readonly warmRequests: number;
-  readonly log: (line: string) => void;
-}
+/** Compilation runs on a thread callgrind counts, hence the warm-up of new tokens where tokens are new. */
+export type InstructionsOptions = CountPlan;
 
 export interface InstructionsRow {
   readonly scenario: string;
@@ -47,46 +35,34 @@ const START_TIMEOUT_MS = 300_000;
 
 export async function runInstructions(o: InstructionsOptions): Promise<InstructionsRow[]> {
   const rows: InstructionsRow[] = [];
-  for (const [index, scenario] of o.scenarios.entries()) {
-    const tokens = readTokens(o.tokenFile(scenario), o.warmRequests + o.requests);
-    const warm = tokens.slice(0, o.warmRequests);
-    const measure = tokens.slice(o.warmRequests);
-    for (const contestant of o.contestants) {
-      // A baseline does not read the token: measured once, under the first scenario's requests.
-      if (contestant.baseline && index > 0) continue;
-      const why = contestant.unsupported(scenario, o.ctx);
-      if (why !== undefined) {
-        o.log(`  ${contestant.id}: skipped (${why})`);
-        continue;
-      }
-      const out = join(o.ctx.dir, `callgrind-${contestant.id}-${scenario.id}.out`);
-      const ctx: BenchContext = {
-        ...o.ctx,
-        wrap: {
-          startTimeoutMs: START_TIMEOUT_MS,
-          command: (cmd, args) => [
-            'valgrind',
-            ['--tool=callgrind', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`, cmd, ...args],
-          ],
-        },
-      };
-      o.log(`  ${contestant.id}: starting under callgrind ...`);
-      const running = await contestant.start(scenario, ctx);
-      let statuses: Record<string, number>;
-      try {
-        await drive(running.port, scenario.path, warm);
-        control(running.pid, ['-i', 'on']);
-        statuses = await drive(running.port, scenario.path, measure);
-        control(running.pid, ['-i', 'off']);
-        control(running.pid, ['-d']);
-      } finally {
-        await running.stop();
-      }
-      const perRequest = instructionsIn(out) / measure.length;
-      o.log(`  ${contestant.id}: ${Math.round(perRequest).toLocaleString('en')} instructions per request ${JSON.stringify(statuses)}`);
-      rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, statuses });
+  await forEachCount(o, async (contestant, scenario, warm, measure) => {
+    const out = join(o.ctx.dir, `callgrind-${contestant.id}-${scenario.id}.out`);
+    const ctx: BenchContext = {
+      ...o.ctx,
+      wrap: {
+        startTimeoutMs: START_TIMEOUT_MS,
+        command: (cmd, args) => [
+          'valgrind',
+          ['--tool=callgrind', '--smc-check=all-non-file', '--instr-atstart=no', `--callgrind-out-file=${out}`, cmd, ...args],
+        ],
+      },
+    };
+    o.log(`  ${contestant.id}: starting under callgrind ...`);
+    const running = await contestant.start(scenario, ctx);
+    let statuses: Record<string, number>;
+    try {
+      await drive(running.port, scenario.path, warm);
+      control(running.pid, ['-i', 'on']);
+      statuses = await drive(running.port, scenario.path, measure);
+      control(running.pid, ['-i', 'off']);
+      control(running.pid, ['-d']);
+    } finally {
+      await running.stop();
     }
-  }
+    const perRequest = instructionsIn(out) / measure.length;
+    o.log(`  ${contestant.id}: ${Math.round(perRequest).toLocaleString('en')} instructions per request ${JSON.stringify(statuses)}`);
+    rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, statuses });
+  });
   return rows;
 }
 

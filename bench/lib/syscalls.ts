@@ -13,20 +13,11 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BenchContext, Contestant } from './contestants.ts';
-import { drive, readTokens } from './drive.ts';
+import { drive, forEachCount } from './drive.ts';
+import type { CountPlan } from './drive.ts';
 import { trackChild } from './procs.ts';
-import type { Scenario } from './scenarios.ts';
 
-export interface SyscallsOptions {
-  readonly ctx: BenchContext;
-  readonly scenarios: readonly Scenario[];
-  readonly contestants: readonly Contestant[];
-  readonly tokenFile: (scenario: Scenario) => string;
-  readonly requests: number;
-  readonly warmRequests: number;
-  readonly log: (line: string) => void;
-}
+export type SyscallsOptions = CountPlan;
 
 export interface SyscallsRow {
   readonly scenario: string;
@@ -44,39 +35,27 @@ const ATTACH_TIMEOUT_MS = 10_000;
 
 export async function runSyscalls(o: SyscallsOptions): Promise<SyscallsRow[]> {
   const rows: SyscallsRow[] = [];
-  for (const [index, scenario] of o.scenarios.entries()) {
-    const tokens = readTokens(o.tokenFile(scenario), o.warmRequests + o.requests);
-    const warm = tokens.slice(0, o.warmRequests);
-    const measure = tokens.slice(o.warmRequests);
-    for (const contestant of o.contestants) {
-      if (contestant.baseline && index > 0) continue;
-      const why = contestant.unsupported(scenario, o.ctx);
-      if (why !== undefined) {
-        o.log(`  ${contestant.id}: skipped (${why})`);
-        continue;
-      }
-      const running = await contestant.start(scenario, o.ctx);
-      const out = join(o.ctx.dir, `strace-${contestant.id}-${scenario.id}.txt`);
-      let statuses: Record<string, number>;
-      try {
-        await drive(running.port, scenario.path, warm);
-        const tracer = await attach(running.pid, out);
-        statuses = await drive(running.port, scenario.path, measure);
-        await tracer.detach();
-      } finally {
-        await running.stop();
-      }
-      const counts = parseSummary(readFileSync(out, 'utf8'));
-      const perRequest: Record<string, number> = {};
-      let total = 0;
-      for (const [name, calls] of counts) {
-        perRequest[name] = calls / measure.length;
-        total += calls / measure.length;
-      }
-      o.log(`  ${contestant.id}: ${total.toFixed(2)} syscalls per request ${JSON.stringify(statuses)}`);
-      rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, total, statuses });
+  await forEachCount(o, async (contestant, scenario, warm, measure) => {
+    const running = await contestant.start(scenario, o.ctx);
+    const out = join(o.ctx.dir, `strace-${contestant.id}-${scenario.id}.txt`);
+    let statuses: Record<string, number>;
+    try {
+      await drive(running.port, scenario.path, warm);
+      const tracer = await attach(running.pid, out);
+      statuses = await drive(running.port, scenario.path, measure);
+      await tracer.detach();
+    } finally {
+      await running.stop();
     }
-  }
+    const perRequest: Record<string, number> = {};
+    let total = 0;
+    for (const [name, calls] of parseSummary(readFileSync(out, 'utf8'))) {
+      perRequest[name] = calls / measure.length;
+      total += calls / measure.length;
+    }
+    o.log(`  ${contestant.id}: ${total.toFixed(2)} syscalls per request ${JSON.stringify(statuses)}`);
+    rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, total, statuses });
+  });
   return rows;
 }
 
