@@ -46,6 +46,7 @@ import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } fro
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
 import { CONCURRENCY } from './lib/drive.ts';
+import type { CountPlan } from './lib/drive.ts';
 import { formatInstructions, runInstructions } from './lib/instructions.ts';
 import { formatSyscalls, runSyscalls } from './lib/syscalls.ts';
 import { runProfile } from './lib/profile.ts';
@@ -255,22 +256,10 @@ async function runInstructionsMode(): Promise<void> {
   // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
   const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt']);
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
-  const scenarios = selectScenarios(opts.scenario === 'default' ? 'distinct,invalid' : opts.scenario);
-  const ids = opts.only?.split(',') ?? ['passthrough', 'lean-verify', 'portcullis'];
-  const contestants = countable(ids, UNDER_CALLGRIND, 'instruction-count mode (not one Node process)');
-  const requests = positive('requests', opts.requests);
-  const warmRequests = 4 * requests;
-  const files = await makeTokenFiles(scenarios, warmRequests + requests);
+  const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], UNDER_CALLGRIND, 'instruction-count mode (not one Node process)', 4);
+  const { scenarios, requests, warmRequests } = plan;
   const started = Date.now();
-  const rows = await runInstructions({
-    ctx,
-    scenarios,
-    contestants,
-    tokenFile: (scenario) => files.get(fileKey(scenario))!.measure,
-    requests,
-    warmRequests,
-    log,
-  });
+  const rows = await runInstructions(plan);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const table = formatInstructions(rows, scenarios);
   const text = [
@@ -294,21 +283,9 @@ async function runSyscallsMode(): Promise<void> {
   // One process each, whose threads strace can attach to (nginx's worker and cluster workers are children).
   const ONE_PROCESS = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy']);
   if (!hasCommand('strace')) throw new Error('--syscalls needs strace (apt-get install strace)');
-  const scenarios = selectScenarios(opts.scenario === 'default' ? 'same' : opts.scenario);
-  const ids = opts.only?.split(',') ?? [...ONE_PROCESS];
-  const contestants = countable(ids, ONE_PROCESS, 'syscall-count mode (not one process)');
-  const requests = positive('requests', opts.requests);
-  const warmRequests = requests;
-  const files = await makeTokenFiles(scenarios, warmRequests + requests);
-  const rows = await runSyscalls({
-    ctx,
-    scenarios,
-    contestants,
-    tokenFile: (scenario) => files.get(fileKey(scenario))!.measure,
-    requests,
-    warmRequests,
-    log,
-  });
+  const plan = await countPlan('same', [...ONE_PROCESS], ONE_PROCESS, 'syscall-count mode (not one process)', 1);
+  const { requests, warmRequests } = plan;
+  const rows = await runSyscalls(plan);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
   const table = formatSyscalls(rows);
   const text = [
@@ -324,10 +301,25 @@ async function runSyscallsMode(): Promise<void> {
   writeCounts('syscalls.md', table, text);
 }
 
-/** The contestants of a per-request mode: those asked for that the mode can measure (others are named). */
-function countable(ids: readonly string[], measurable: ReadonlySet<string>, why: string): Contestant[] {
+/**
+ * What a per-request mode measures: `--scenario` and `--only` or the mode's defaults, the contestants the
+ * mode can measure (others are named), `--requests` measured after `warmFactor` × as many warm-up requests.
+ */
+async function countPlan(
+  defaultScenarios: string,
+  defaultIds: readonly string[],
+  measurable: ReadonlySet<string>,
+  why: string,
+  warmFactor: number,
+): Promise<CountPlan> {
+  const scenarios = selectScenarios(opts.scenario === 'default' ? defaultScenarios : opts.scenario);
+  const ids = opts.only?.split(',') ?? defaultIds;
   for (const id of ids) if (!measurable.has(id)) log(`${id}: not measured in ${why}`);
-  return CONTESTANTS.filter((c) => ids.includes(c.id) && measurable.has(c.id));
+  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && measurable.has(c.id));
+  const requests = positive('requests', opts.requests);
+  const warmRequests = warmFactor * requests;
+  const files = await makeTokenFiles(scenarios, warmRequests + requests);
+  return { ctx, scenarios, contestants, tokenFile: (scenario) => files.get(fileKey(scenario))!.measure, requests, warmRequests, log };
 }
 
 /** Prints a per-request mode's table and writes its results file. */
