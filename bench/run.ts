@@ -254,7 +254,8 @@ process.exit(process.exitCode ?? 0);
 
 async function runInstructionsMode(): Promise<void> {
   // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
-  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt']);
+  // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
+  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
   const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], UNDER_CALLGRIND, 'instruction-count mode (not one Node process)', 4);
   const { scenarios, requests, warmRequests } = plan;
@@ -281,9 +282,9 @@ async function runInstructionsMode(): Promise<void> {
 
 async function runSyscallsMode(): Promise<void> {
   // One process each, whose threads strace can attach to (nginx's worker and cluster workers are children).
-  const ONE_PROCESS = new Set(['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy']);
+  const ONE_PROCESS = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt', 'haproxy']);
   if (!hasCommand('strace')) throw new Error('--syscalls needs strace (apt-get install strace)');
-  const plan = await countPlan('same', [...ONE_PROCESS], ONE_PROCESS, 'syscall-count mode (not one process)', 1);
+  const plan = await countPlan('same', ['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy'], ONE_PROCESS, 'syscall-count mode (not one process)', 1);
   const { requests, warmRequests } = plan;
   const rows = await runSyscalls(plan);
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
