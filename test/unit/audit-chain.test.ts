@@ -28,6 +28,28 @@ test('hash = SHA-256(lp(domain) || lp(chain_id) || u64be(seq) || lp(prev_hash) |
   assert.match(want, /^[0-9a-f]{64}$/);
 });
 
+test('the hash is taken over UTF-8 bytes, lengths counted in bytes, also for non-ASCII ids and records', () => {
+  const seq = Buffer.alloc(8);
+  seq.writeBigUInt64BE(3n);
+  for (const [chainId, prev, record] of [
+    ['chaîne-ü', GENESIS_HASH, canonicalize({ 'user.name': 'Zoë 🦊', path: '/ä/€' })],
+    ['c', 'prév', '{"a":"\u0000"}'],
+    ['0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b', 'f'.repeat(64), ''],
+    // A lone surrogate: every encoder here writes U+FFFD (3 bytes) for it, and the length must agree.
+    ['c2', GENESIS_HASH, '{"a":"\ud800"}'],
+  ] as const) {
+    const want = createHash('sha256')
+      .update(Buffer.concat([lp('portcullis.audit.v1'), lp(chainId), seq, lp(prev), lp(record)]))
+      .digest('hex');
+    assert.equal(computeEntryHash(chainId, 3, prev, record), want, `${chainId} ${prev} ${record}`);
+  }
+  // Alternating chains: the cached prefix of one chain is never used for another.
+  const a = computeEntryHash('chain-a', 1, GENESIS_HASH, '{}');
+  const b = computeEntryHash('chain-b', 1, GENESIS_HASH, '{}');
+  assert.notEqual(a, b);
+  assert.equal(computeEntryHash('chain-a', 1, GENESIS_HASH, '{}'), a);
+});
+
 test('every input changes the hash, and shifting bytes between fields does not collide', () => {
   const base = computeEntryHash('chain-a', 1, GENESIS_HASH, '{"a":1}');
   const variants = [
