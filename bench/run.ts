@@ -131,9 +131,15 @@ if (opts.help) {
   process.exit(0);
 }
 
-if (opts['soak-tokens'] !== 'valid' && opts.soak === undefined) {
-  console.error('--soak-tokens applies to --soak only');
-  process.exit(2);
+// Options of one mode given without it would be ignored silently.
+for (const [option, given, mode, inMode] of [
+  ['--soak-tokens', opts['soak-tokens'] !== 'valid', '--soak', opts.soak !== undefined],
+  ['--audit', opts.audit !== undefined, '--profile', opts.profile !== undefined],
+] as const) {
+  if (given && !inMode) {
+    console.error(`${option} applies to ${mode} only`);
+    process.exit(2);
+  }
 }
 
 // wrk takes whole seconds.
@@ -151,15 +157,10 @@ function positive(name: string, value: string): number {
   return n;
 }
 
-function auditStore(value: string | undefined): 'sqlite' | 'postgres' | undefined {
-  if (value === undefined || value === 'sqlite' || value === 'postgres') return value;
-  console.error(`--audit must be sqlite or postgres (got ${value})`);
-  process.exit(2);
-}
-
-function soakTokens(value: string): 'valid' | 'invalid' {
-  if (value === 'valid' || value === 'invalid') return value;
-  console.error(`--soak-tokens must be valid or invalid (got ${value})`);
+/** `value` when it is one of `allowed`; otherwise the usage error, exit 2. */
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  console.error(`--${name} must be ${allowed.join(' or ')} (got ${value})`);
   process.exit(2);
 }
 
@@ -228,7 +229,7 @@ try {
       ctx,
       seconds: positive('soak', opts.soak),
       distinct: positive('distinct', opts.distinct),
-      tokens: soakTokens(opts['soak-tokens']),
+      tokens: oneOf('soak-tokens', opts['soak-tokens'], ['valid', 'invalid'] as const),
       connections,
       script,
       log,
@@ -237,7 +238,7 @@ try {
     const [scenario] = selectScenarios(opts.profile);
     if (scenario === undefined) throw new Error('--profile needs one scenario');
     const files = await makeTokenFiles([scenario], defaultPool(duration));
-    await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, audit: auditStore(opts.audit), log });
+    await runProfile({ ctx, scenario, files: files.get(fileKey(scenario))!, seconds: duration, warmup, connections, script, audit: opts.audit === undefined ? undefined : oneOf('audit', opts.audit, ['sqlite', 'postgres'] as const), log });
   } else if (opts.instructions) {
     await runInstructionsMode();
   } else if (opts.syscalls) {
@@ -261,21 +262,13 @@ async function runInstructionsMode(): Promise<void> {
   const { scenarios, requests, warmRequests } = plan;
   const started = Date.now();
   const rows = await runInstructions(plan);
-  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
-  const table = formatInstructions(rows, scenarios);
-  const text = [
-    '# Instructions per request',
-    '',
-    formatMachine(machine),
-    '',
-    `Command: \`${command}\` — each contestant under valgrind's callgrind, ${warmRequests} warm-up requests uninstrumented, then ${requests} measured requests over ${CONCURRENCY} keep-alive connections; every thread of the process counted. Measured in ${formatDuration((Date.now() - started) / 1000)}.`,
-    '',
-    table,
-    '',
+  writeCounts(
+    'instructions.md',
+    'Instructions per request',
+    `each contestant under valgrind's callgrind, ${warmRequests} warm-up requests uninstrumented, then ${requests} measured requests over ${CONCURRENCY} keep-alive connections; every thread of the process counted. Measured in ${formatDuration((Date.now() - started) / 1000)}.`,
+    formatInstructions(rows, scenarios),
     'lean ÷ row and pass-through ÷ row read like throughput ratios: 0.95 means the row executes 1/0.95 times the instructions of the reference per request.',
-    '',
-  ].join('\n');
-  writeCounts('instructions.md', table, text);
+  );
 }
 
 // ---- syscall counts -------------------------------------------------------------------------------------
@@ -287,19 +280,12 @@ async function runSyscallsMode(): Promise<void> {
   const plan = await countPlan('same', ['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy'], ONE_PROCESS, 'syscall-count mode (not one process)', 1);
   const { requests, warmRequests } = plan;
   const rows = await runSyscalls(plan);
-  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
-  const table = formatSyscalls(rows);
-  const text = [
-    '# System calls per request',
-    '',
-    formatMachine(machine),
-    '',
-    `Command: \`${command}\` — each contestant started normally, ${warmRequests} warm-up requests, then \`strace -c\` attached to every thread and ${requests} measured requests over ${CONCURRENCY} keep-alive connections.`,
-    '',
-    table,
-    '',
-  ].join('\n');
-  writeCounts('syscalls.md', table, text);
+  writeCounts(
+    'syscalls.md',
+    'System calls per request',
+    `each contestant started normally, ${warmRequests} warm-up requests, then \`strace -c\` attached to every thread and ${requests} measured requests over ${CONCURRENCY} keep-alive connections.`,
+    formatSyscalls(rows),
+  );
 }
 
 /**
@@ -323,8 +309,10 @@ async function countPlan(
   return { ctx, scenarios, contestants, tokenFile: (scenario) => files.get(fileKey(scenario))!.measure, requests, warmRequests, log };
 }
 
-/** Prints a per-request mode's table and writes its results file. */
-function writeCounts(file: string, table: string, text: string): void {
+/** Prints a per-request mode's table and writes its results file: title, machine, command and method, table. */
+function writeCounts(file: string, title: string, method: string, table: string, footer?: string): void {
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`;
+  const text = [`# ${title}`, '', formatMachine(machine), '', `Command: \`${command}\` — ${method}`, '', table, '', ...(footer === undefined ? [] : [footer, ''])].join('\n');
   console.log('');
   console.log(table);
   const resultsDir = join(HERE, 'results');

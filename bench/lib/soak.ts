@@ -70,8 +70,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     const rss = () => rssMiB(processTree(running.pid));
 
     console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
-    const warm = await warmUp(load, rss, () => sent, o.distinct);
-    console.log(warm.line);
+    console.log(await warmUp(load, rss, () => sent, o.distinct));
 
     const series: Array<{ t: number; rss: number }> = [];
     const sample = (t: number): void => {
@@ -80,16 +79,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
       console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB`);
     };
     sample(0);
-    const started = Date.now();
-    const measured = load(o.seconds);
-    let finished = false;
-    void measured.finally(() => (finished = true)).catch(() => undefined);
-    for (let next = INTERVAL_S; next <= o.seconds; next += INTERVAL_S) {
-      await sleep(Math.max(0, started + next * 1000 - Date.now()));
-      if (finished) break;
-      sample(next);
-    }
-    const result = await measured;
+    const result = await sampleDuring(load(o.seconds), o.seconds, sample);
     const peak = peakRssMiB(processTree(running.pid));
     console.log(
       `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx${o.tokens === 'invalid' ? ` of ${result.requests}${result.non2xx === result.requests ? ' (every forged token refused)' : ` — WARNING: ${result.requests - result.non2xx} forged tokens were let through`}` : ''}, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
@@ -103,8 +93,8 @@ export async function runSoak(o: SoakOptions): Promise<void> {
 /**
  * Load before the measured window until the process has reached its working size: at least one full pass
  * over the tokens (the verified-token cache and the doorkeeper fill during the first), and then until
- * SETTLED_WINDOWS windows of WARMUP_CHUNK_S in a row have not raised the highest peak RSS by more than SETTLED. V8 sizes its heap by the
- * allocation rate it sees, and at this load took ~200 s to reach its size (session 5: 273 → 400 MiB, then
+ * SETTLED_WINDOWS windows of WARMUP_CHUNK_S in a row have not raised the highest peak RSS by more than
+ * SETTLED. V8 sizes its heap by the allocation rate it sees, and at this load took ~200 s to reach its size (session 5: 273 → 400 MiB, then
  * level for 1000 s); judging from the start measured that growth, not the proxy's. Bounded by MAX_WARMUP_S:
  * a process that never settles is measured anyway, and the line says so.
  */
@@ -113,23 +103,14 @@ async function warmUp(
   rss: () => number,
   sent: () => number,
   distinct: number,
-): Promise<{ line: string }> {
+): Promise<string> {
   const peaks: number[] = [];
   let highest = 0;
   let level = 0;
   let elapsed = 0;
   while (elapsed < MAX_WARMUP_S) {
     let peak = rss();
-    const chunk = load(WARMUP_CHUNK_S);
-    let done = false;
-    void chunk.finally(() => (done = true)).catch(() => undefined);
-    const started = Date.now();
-    for (let next = INTERVAL_S; next <= WARMUP_CHUNK_S; next += INTERVAL_S) {
-      await sleep(Math.max(0, started + next * 1000 - Date.now()));
-      if (done) break;
-      peak = Math.max(peak, rss());
-    }
-    const result = await chunk;
+    const result = await sampleDuring(load(WARMUP_CHUNK_S), WARMUP_CHUNK_S, () => (peak = Math.max(peak, rss())));
     elapsed += WARMUP_CHUNK_S;
     peaks.push(peak);
     // A window without a top of the sawtooth has a lower peak: only a window that does not raise the
@@ -138,10 +119,23 @@ async function warmUp(
     highest = Math.max(highest, peak);
     console.log(`  warm-up ${String(elapsed).padStart(4)} s  peak RSS ${peak.toFixed(1)} MiB  ${Math.round(result.rps)} req/s`);
     if (sent() >= distinct && level >= SETTLED_WINDOWS) {
-      return { line: `warm-up: settled after ${elapsed} s (${SETTLED_WINDOWS} windows of ${WARMUP_CHUNK_S} s within ${SETTLED * 100}% of the highest peak, ${highest.toFixed(1)} MiB; ${sent()} requests, ≥ one pass over the tokens)` };
+      return `warm-up: settled after ${elapsed} s (${SETTLED_WINDOWS} windows of ${WARMUP_CHUNK_S} s within ${SETTLED * 100}% of the highest peak, ${highest.toFixed(1)} MiB; ${sent()} requests, ≥ one pass over the tokens)`;
     }
   }
-  return { line: `warm-up: NOT settled after ${MAX_WARMUP_S} s (peaks ${peaks.map((p) => p.toFixed(0)).join(', ')} MiB); measuring anyway` };
+  return `warm-up: NOT settled after ${MAX_WARMUP_S} s (peaks ${peaks.map((p) => p.toFixed(0)).join(', ')} MiB); measuring anyway`;
+}
+
+/** Awaits `run` (a wrk run of `seconds`), calling `each(t)` every INTERVAL_S while it lasts. */
+async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: number) => void): Promise<T> {
+  let finished = false;
+  void run.finally(() => (finished = true)).catch(() => undefined);
+  const started = Date.now();
+  for (let next = INTERVAL_S; next <= seconds; next += INTERVAL_S) {
+    await sleep(Math.max(0, started + next * 1000 - Date.now()));
+    if (finished) break;
+    each(next);
+  }
+  return run;
 }
 
 /**
