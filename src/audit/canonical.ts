@@ -26,7 +26,47 @@ const MAX_DEPTH = 64;
  * @example canonicalize({ b: 1, a: [true, 'x'] }) === '{"a":[true,"x"],"b":1}'
  */
 export function canonicalize(value: unknown): string {
-  return write(value, 0);
+  return isSortedFlat(value) ? JSON.stringify(value) : write(value, 0);
+}
+
+/**
+ * True for a plain object whose own keys already come in RFC 8785 order and whose members are scalars or
+ * arrays of scalars, all valid JSON data: the shape of every audit record, which `buildAuditRecord` emits in
+ * that order, and of every record read back from the store. For such a value `JSON.stringify` writes exactly
+ * what `write` would (it takes members in `Object.keys` order, skips `undefined` members, and formats
+ * strings and numbers with the same functions), in one native pass and as one flat string, which the hash
+ * and the store then read without flattening a rope. Anything else takes `write`.
+ */
+function isSortedFlat(value: unknown): boolean {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  const obj = value as Record<string, unknown>;
+  let prev: string | undefined;
+  for (const key of Object.keys(obj)) {
+    // `<` on strings compares UTF-16 code units, the order §3.2.3 asks for.
+    if ((prev !== undefined && !(prev < key)) || !key.isWellFormed()) return false;
+    prev = key;
+    const member = obj[key];
+    if (Array.isArray(member)) {
+      for (let i = 0; i < member.length; i++) if (!isScalar(member[i])) return false;
+    } else if (member !== undefined && !isScalar(member)) return false;
+  }
+  return true;
+}
+
+/** A JSON scalar `write` would accept; anything it would refuse goes to `write`, which throws the reason. */
+function isScalar(value: unknown): boolean {
+  switch (typeof value) {
+    case 'string':
+      return value.isWellFormed();
+    case 'number':
+      return Number.isFinite(value);
+    case 'boolean':
+      return true;
+    default:
+      return value === null;
+  }
 }
 
 function write(value: unknown, depth: number): string {

@@ -58,6 +58,49 @@ test('equal data in another key order or spacing canonicalises identically', () 
   assert.equal(canonicalize(a), canonicalize(b));
 });
 
+test('an object whose members already come in order gives the text of the same data in any other order', () => {
+  // Sorted flat records are written by JSON.stringify in one pass; any other order takes the member-by-member
+  // writer. Both must produce the same text for every kind of member.
+  const members: [string, unknown][] = [
+    ['1', 'an index-like name (Object.keys lists these first, which is canonical only while they sort first)'],
+    ['2', -0],
+    ['@timestamp', '2025-01-01T00:00:00.000Z'],
+    ['__proto__', 'an own member, as JSON.parse makes it'],
+    ['a', 1e21],
+    ['b', 5e-324],
+    ['c', [true, false, null, 0.1, 'x\n\u0000"\\']],
+    ['d', undefined],
+    ['e', []],
+    ['\u00f6', 'Zoë 🦊 \u2028'],
+    ['\u20ac', 123456789.125],
+    ['\ud83d\ude00', '\ufb33'],
+  ];
+  const build = (order: readonly [string, unknown][]) => {
+    const o: Record<string, unknown> = JSON.parse('{}');
+    // defineProperty: a plain assignment to '__proto__' would set the prototype instead.
+    for (const [k, v] of order) Object.defineProperty(o, k, { value: v, enumerable: true, writable: true, configurable: true });
+    return o;
+  };
+  const sorted = build(members);
+  assert.deepEqual(Object.keys(sorted), members.map(([k]) => k), 'the members are in canonical order to begin with');
+  const reversed = build([...members].reverse());
+  const text = canonicalize(sorted);
+  assert.equal(text, canonicalize(reversed));
+  assert.equal(text, canonicalize(JSON.parse(text)), 'stored text read back gives itself');
+  assert.ok(!text.includes('"d"') && text.includes('"2":0,') && text.includes('"a":1e+21,'), text);
+});
+
+for (const [name, value] of [
+  ['a lone surrogate in an ordered record', { a: 'x', b: '\ud800' }],
+  ['undefined inside an array of an ordered record', { a: 1, b: [1, undefined] }],
+  ['a non-finite number in an ordered record', { a: 1, b: -Infinity }],
+  ['a bigint inside an array of an ordered record', { a: [1n] }],
+] as const) {
+  test(`refuses ${name}`, () => {
+    assert.throws(() => canonicalize(value), { name: 'AuditError', code: 'ERR_AUDIT_CANONICAL_INVALID' });
+  });
+}
+
 const REFUSED: readonly [string, unknown][] = [
   ['NaN', NaN],
   ['Infinity', { x: Infinity }],
