@@ -9,7 +9,7 @@
  * the same bytes, so no field can borrow bytes from its neighbour. The domain tag keeps these hashes from ever
  * colliding with another protocol's SHA-256 over similar bytes, and names the version.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalize } from './canonical.ts';
 import type { ChainRecord } from './record.ts';
 
@@ -30,31 +30,40 @@ export interface ChainEntry {
   readonly record: string;
 }
 
-const DOMAIN = lengthPrefixed(AUDIT_HASH_DOMAIN);
-
-function lengthPrefixed(text: string): Buffer {
-  const bytes = Buffer.from(text, 'utf8');
-  const out = Buffer.allocUnsafe(4 + bytes.length);
-  out.writeUInt32BE(bytes.length, 0);
-  bytes.copy(out, 4);
-  return out;
-}
+/**
+ * The hash input is assembled in one buffer and hashed in one call: per record, that is a third of the cost
+ * of a streaming Hash with an update per part. Reused across calls (hashing is synchronous); it grows to
+ * the largest record seen, which the record's field bounds limit.
+ */
+let scratch = Buffer.allocUnsafe(4096);
 
 /**
- * The entry hash (lowercase hex) over already-canonical record JSON.
+ * The entry hash (lowercase hex) over already-canonical record JSON: SHA-256 over the domain, chain id, seq
+ * (8 bytes, big-endian), previous hash and record, each text part as its UTF-8 bytes after a 4-byte
+ * big-endian byte length.
  *
  * @example computeEntryHash(chainId, 1, GENESIS_HASH, canonicalize(record))
  */
 export function computeEntryHash(chainId: string, seq: number, prevHash: string, canonicalRecord: string): string {
-  const seqBytes = Buffer.allocUnsafe(8);
-  seqBytes.writeBigUInt64BE(BigInt(seq), 0);
-  return createHash('sha256')
-    .update(DOMAIN)
-    .update(lengthPrefixed(chainId))
-    .update(seqBytes)
-    .update(lengthPrefixed(prevHash))
-    .update(lengthPrefixed(canonicalRecord))
-    .digest('hex');
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`seq must be a non-negative safe integer, got ${seq}`);
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit.
+  const most = 4 * 4 + 8 + 3 * (AUDIT_HASH_DOMAIN.length + chainId.length + prevHash.length + canonicalRecord.length);
+  if (scratch.length < most) scratch = Buffer.allocUnsafe(most);
+  const buf = scratch;
+  let at = putText(buf, 0, AUDIT_HASH_DOMAIN);
+  at = putText(buf, at, chainId);
+  buf.writeUInt32BE(Math.floor(seq / 2 ** 32), at);
+  buf.writeUInt32BE(seq >>> 0, at + 4);
+  at = putText(buf, at + 8, prevHash);
+  at = putText(buf, at, canonicalRecord);
+  return hash('sha256', buf.subarray(0, at), 'hex');
+}
+
+/** Writes `text` as a 4-byte big-endian byte length and its UTF-8 bytes at `at`; returns the next offset. */
+function putText(buf: Buffer, at: number, text: string): number {
+  const n = buf.write(text, at + 4);
+  buf.writeUInt32BE(n, at);
+  return at + 4 + n;
 }
 
 /** `@timestamp` in epoch ms, or 0 when absent or unparsable (system records always carry one). */

@@ -50,6 +50,24 @@ test('the hash is taken over UTF-8 bytes, lengths counted in bytes, also for non
   assert.equal(computeEntryHash('chain-a', 1, GENESIS_HASH, '{}'), a);
 });
 
+test('records larger than the hash buffer, then smaller ones, and seqs past 32 bits hash as specified', () => {
+  const chainId = '0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b';
+  for (const [seq, record] of [
+    [1, JSON.stringify({ q: 'ü€🦊'.repeat(3000) })],
+    [2, '{"a":1}'],
+    [2 ** 32 + 5, JSON.stringify({ q: 'x'.repeat(9000) })],
+    [Number.MAX_SAFE_INTEGER, '{}'],
+  ] as const) {
+    const seqBytes = Buffer.alloc(8);
+    seqBytes.writeBigUInt64BE(BigInt(seq));
+    const want = createHash('sha256')
+      .update(Buffer.concat([lp('portcullis.audit.v1'), lp(chainId), seqBytes, lp(GENESIS_HASH), lp(record)]))
+      .digest('hex');
+    assert.equal(computeEntryHash(chainId, seq, GENESIS_HASH, record), want, `seq ${seq}, ${record.length} code units`);
+  }
+  for (const bad of [-1, 1.5, 2 ** 53]) assert.throws(() => computeEntryHash(chainId, bad, GENESIS_HASH, '{}'), RangeError);
+});
+
 test('every input changes the hash, and shifting bytes between fields does not collide', () => {
   const base = computeEntryHash('chain-a', 1, GENESIS_HASH, '{"a":1}');
   const variants = [
