@@ -13,6 +13,7 @@
  * the redactor (sensitive values become `hmac-sha256:<key id>:<hex>`).
  */
 import { randomFillSync } from 'node:crypto';
+import { canonicalize } from './canonical.ts';
 import type { JsonValue } from './canonical.ts';
 import { scrubSecrets } from './secrets.ts';
 import type { Redactor } from './redact.ts';
@@ -146,6 +147,34 @@ const MAX_LONG_STRING = 16384;
 const MAX_LIST = 64;
 const TRUNCATED = '…[truncated]';
 
+/** Every member a request record can have, in RFC 8785 order (UTF-16 code units), with its kind. */
+const RECORD_ORDER: readonly { readonly name: string; readonly kind: FieldKind | 'action'; readonly key: string }[] = [...Object.keys(AUDIT_FIELDS), 'event.action']
+  .sort()
+  .map((name) => ({ name, kind: (AUDIT_FIELDS as Record<string, FieldKind>)[name] ?? 'action', key: `${JSON.stringify(name)}:` }));
+/** Field name -> its position in {@link RECORD_ORDER}. */
+const SLOT: ReadonlyMap<string, number> = new Map(RECORD_ORDER.flatMap((f, i) => (f.kind === 'action' ? [] : [[f.name, i] as const])));
+/** Marks a slot no input has filled (`undefined` is a value a flat key can set). */
+const UNSET: unique symbol = Symbol('unset');
+
+/**
+ * A decision record ready for the chain: its canonical text and `@timestamp` in epoch ms, computed while
+ * building (every value's type is known then), so the writer neither walks nor re-scrubs an object.
+ */
+export class PreparedRecord {
+  readonly canonical: string;
+  readonly ts: number;
+
+  constructor(canonical: string, ts: number) {
+    this.canonical = canonical;
+    this.ts = ts;
+  }
+
+  /** The record as an object, parsed from its canonical text on demand (the request path never needs it). */
+  get record(): AuditRecord {
+    return JSON.parse(this.canonical) as AuditRecord;
+  }
+}
+
 /** Prefixes of allowlisted names (`user.`, `http.`, `http.request.`...), so nested input is walked only where it can lead somewhere. */
 const PREFIXES: ReadonlySet<string> = new Set(
   Object.keys(AUDIT_FIELDS).flatMap((name) => {
@@ -164,27 +193,74 @@ const PREFIXES: ReadonlySet<string> = new Set(
  *   user: { id: 'alice' }, 'http.request.method': 'GET', 'url.path': '/api' }, { redactor });
  */
 export function buildAuditRecord(input: AuditInput, options: BuildAuditRecordOptions = {}): AuditRecord {
-  const flat = new Map<string, unknown>();
-  flatten(input, '', flat, 0);
-  const out: Record<string, JsonValue> = {};
-  for (const [name, raw] of flat) {
-    const kind: FieldKind | undefined = (AUDIT_FIELDS as Record<string, FieldKind>)[name];
-    if (kind === undefined) continue;
-    const value = coerce(kind, raw);
-    if (value !== undefined) out[name] = value;
-  }
-  const now = options.now ?? Date.now;
-  if (typeof out['@timestamp'] !== 'string') out['@timestamp'] = new Date(now()).toISOString();
-  if (typeof out['event.id'] !== 'string' || out['event.id'] === '') out['event.id'] = uuidv7(now());
-  out['event.action'] = AUDIT_ACTIONS.request;
+  return prepareAuditRecord(input, options).record;
+}
 
-  for (const name of Object.keys(out)) {
-    const value = out[name];
-    if (typeof value === 'string') out[name] = scrubField(name, value, options.onSecret);
-    else if (Array.isArray(value)) out[name] = value.map((item) => (typeof item === 'string' ? scrubField(name, item, options.onSecret) : item));
+/** {@link buildAuditRecord}, returning the record in the form the audit writer takes on the request path. */
+export function prepareAuditRecord(input: AuditInput, options: BuildAuditRecordOptions = {}): PreparedRecord {
+  const raw: unknown[] = new Array<unknown>(RECORD_ORDER.length).fill(UNSET);
+  flatten(input, '', raw, 0);
+  const now = options.now ?? Date.now;
+  const redactor = options.redactor;
+  const out: Record<string, JsonValue> | undefined = redactor === undefined ? undefined : {};
+  // Members come in RFC 8785 order and every value is a scalar or a list of strings of a known kind by now,
+  // so the canonical text is written here, without the generic canonicaliser.
+  let text = '{';
+  let ts = 0;
+  for (let i = 0; i < RECORD_ORDER.length; i++) {
+    const { name, kind, key } = RECORD_ORDER[i]!;
+    const given = raw[i] === UNSET ? undefined : raw[i];
+    let value: JsonValue | undefined;
+    if (kind === 'action') value = AUDIT_ACTIONS.request;
+    else if (kind === 'timestamp') {
+      ts = epochMs(given) ?? Math.trunc(now());
+      value = isoTime(ts);
+    } else {
+      value = coerce(kind, given);
+      if (name === 'event.id' && (typeof value !== 'string' || value === '')) value = uuidv7(now());
+      else if (value === undefined) continue;
+    }
+    if (typeof value === 'string') value = scrubField(name, value, options.onSecret);
+    else if (Array.isArray(value)) value = value.map((item) => (typeof item === 'string' ? scrubField(name, item, options.onSecret) : item));
+    if (out !== undefined) out[name] = value;
+    else text += (text.length === 1 ? key : `,${key}`) + jsonScalarOrList(value);
   }
-  const redacted = options.redactor === undefined ? out : options.redactor.redact(out);
-  return redacted as unknown as AuditRecord;
+  return new PreparedRecord(out === undefined ? text + '}' : canonicalize(redactor!.redact(out)), ts);
+}
+
+/** JSON text of a string, number or list of strings, as RFC 8785 writes it (strings are well-formed here). */
+function jsonScalarOrList(value: JsonValue): string {
+  if (typeof value === 'string') return NEEDS_ESCAPE.test(value) ? JSON.stringify(value) : `"${value}"`;
+  if (typeof value === 'number') return String(value);
+  return JSON.stringify(value);
+}
+/** Characters JSON.stringify escapes in a well-formed string. */
+// eslint-disable-next-line no-control-regex
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
+
+/** `@timestamp` input as epoch ms (whole, within Date's range), or undefined when it is not a time. */
+function epochMs(raw: unknown): number | undefined {
+  const ms = raw instanceof Date ? raw.getTime() : typeof raw === 'number' ? raw : typeof raw === 'string' ? Date.parse(raw) : NaN;
+  // Date keeps whole milliseconds within ±8.64e15 (ECMA-262 TimeClip); toISOString throws outside it.
+  return Number.isFinite(ms) && Math.abs(ms) <= 8.64e15 ? Math.trunc(ms) : undefined;
+}
+
+// toISOString costs more than the rest of a record; requests in the same second share the formatted second.
+let isoSecond = NaN;
+let isoPrefix = '';
+
+/** `new Date(ms).toISOString()`, formatting each second once. */
+export function isoTime(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    const full = new Date(second * 1000).toISOString();
+    // Years outside 0000-9999 use the six-digit form; those are not cached.
+    if (full.length !== 24) return new Date(ms).toISOString();
+    isoSecond = second;
+    isoPrefix = full.slice(0, 20);
+  }
+  const milli = ms - second * 1000;
+  return `${isoPrefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 function scrubField(name: string, value: string, onSecret: ((field: string) => void) | undefined): string {
@@ -193,14 +269,14 @@ function scrubField(name: string, value: string, onSecret: ((field: string) => v
   return scrubbed.value;
 }
 
-function flatten(value: unknown, prefix: string, out: Map<string, unknown>, depth: number): void {
+function flatten(value: unknown, prefix: string, out: unknown[], depth: number): void {
   if (depth > 6 || value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Date) return;
-  for (const key of Object.keys(value)) {
+  for (const [key, member] of Object.entries(value)) {
     const name = prefix + key;
-    const member = (value as Record<string, unknown>)[key];
-    if (Object.hasOwn(AUDIT_FIELDS, name)) {
+    const slot = SLOT.get(name);
+    if (slot !== undefined) {
       // A flat key wins over the same field given nested: the flat form is the documented one.
-      if (!out.has(name) || prefix === '') out.set(name, member);
+      if (out[slot] === UNSET || prefix === '') out[slot] = member;
     } else if (PREFIXES.has(name + '.')) {
       flatten(member, name + '.', out, depth + 1);
     }
@@ -210,8 +286,8 @@ function flatten(value: unknown, prefix: string, out: Map<string, unknown>, dept
 function coerce(kind: FieldKind, raw: unknown): JsonValue | undefined {
   switch (kind) {
     case 'timestamp': {
-      const ms = raw instanceof Date ? raw.getTime() : typeof raw === 'number' ? raw : typeof raw === 'string' ? Date.parse(raw) : NaN;
-      return Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
+      const ms = epochMs(raw);
+      return ms === undefined ? undefined : isoTime(ms);
     }
     case 'string':
       return typeof raw === 'string' ? bound(raw, MAX_STRING) : undefined;
@@ -245,22 +321,34 @@ function stringList(raw: readonly unknown[]): string[] {
 }
 
 function bound(value: string, max: number): string {
-  if (value.length <= max) return value;
-  // Cut on a code point boundary so the result stays well-formed (canonical JSON refuses lone surrogates).
+  // A lone surrogate (a claim can carry one as a JSON escape) becomes U+FFFD: canonical JSON refuses lone
+  // surrogates, and the record must still be written.
+  const text = value.isWellFormed() ? value : value.toWellFormed();
+  if (text.length <= max) return text;
+  // Cut on a code point boundary so the result stays well-formed.
   let cut = max;
-  const code = value.charCodeAt(cut - 1);
+  const code = text.charCodeAt(cut - 1);
   if (code >= 0xd800 && code <= 0xdbff) cut -= 1;
-  return value.slice(0, cut) + TRUNCATED;
+  return text.slice(0, cut) + TRUNCATED;
 }
 
 const uuidBytes = Buffer.alloc(16);
+// Random bits are drawn 128 ids at a time, as crypto.randomUUID() does: one call into the CSPRNG (and its
+// getpid() fork check) per 128 records instead of one per record.
+const entropy = Buffer.alloc(16 * 128);
+let entropyAt = entropy.length;
 
 /**
  * A UUIDv7 (RFC 9562 §5.7): 48-bit Unix milliseconds then random bits, so ids sort by creation time
  * (chain ids list oldest first; event ids index well).
  */
 export function uuidv7(nowMs: number = Date.now()): string {
-  randomFillSync(uuidBytes);
+  if (entropyAt === entropy.length) {
+    randomFillSync(entropy);
+    entropyAt = 0;
+  }
+  entropy.copy(uuidBytes, 6, entropyAt + 6, entropyAt + 16);
+  entropyAt += 16;
   uuidBytes.writeUIntBE(Math.max(0, Math.floor(nowMs)) % 2 ** 48, 0, 6);
   uuidBytes[6] = (uuidBytes[6]! & 0x0f) | 0x70;
   uuidBytes[8] = (uuidBytes[8]! & 0x3f) | 0x80;

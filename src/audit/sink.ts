@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { loadAuditSigner, loadTrustedKeys } from './keys.ts';
 import { openAuditStore } from './open-store.ts';
 import { pruneAudit } from './prune.ts';
-import { buildAuditRecord } from './record.ts';
+import { prepareAuditRecord } from './record.ts';
 import type { AuditInput } from './record.ts';
 import { createRedactor } from './redact.ts';
 import type { Redactor } from './redact.ts';
@@ -180,7 +180,7 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
         'logql.end': r.loki?.end,
         tenant: r.loki?.tenant,
       } as AuditInput;
-      writer.write(buildAuditRecord(input, { redactor }));
+      writer.write(prepareAuditRecord(input, { redactor }));
     },
     async close() {
       clearInterval(retention);

@@ -32,7 +32,7 @@ import type { Checkpoint } from './checkpoint.ts';
 import type { JsonValue } from './canonical.ts';
 import { AuditError } from './errors.ts';
 import type { AuditSigner } from './keys.ts';
-import { AUDIT_ACTIONS, uuidv7 } from './record.ts';
+import { AUDIT_ACTIONS, PreparedRecord, uuidv7 } from './record.ts';
 import type { AuditRecord, ChainRecord } from './record.ts';
 import { scrubRecord } from './secrets.ts';
 import { openSpool } from './spool.ts';
@@ -133,8 +133,11 @@ export interface AuditWriter {
    * more, when the queue is full, or once closing: the proxy answers 503 and forwards nothing.
    */
   admit(): boolean;
-  /** Enqueue one decision record (never blocks, never throws). */
-  write(record: AuditRecord): void;
+  /**
+   * Enqueue one decision record (never blocks, never throws). A `PreparedRecord` (from `prepareAuditRecord`)
+   * is chained as prepared; a plain record is scrubbed and canonicalised first.
+   */
+  write(record: AuditRecord | PreparedRecord): void;
   /** Processes everything queued now, retrying the store at once (ignores backoff). */
   flush(): Promise<void>;
   stats(): AuditWriterStats;
@@ -150,7 +153,7 @@ export interface AuditWriter {
  * @example
  * const writer = await createAuditWriter({ store, signer, spool: { dir: './data/spool', maxBytes: 256 << 20 } });
  * if (!writer.admit()) throw new ProxyError('ERR_AUDIT_UNAVAILABLE');
- * writer.write(buildAuditRecord(input, { redactor }));
+ * writer.write(prepareAuditRecord(input, { redactor }));
  * await writer.close();
  * @throws AuditError `ERR_AUDIT_OPTIONS_INVALID` for out-of-range options; spool directory errors.
  */
@@ -214,7 +217,7 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
   const registration: ChainRegistration = { chainId, startedAt: start['@timestamp'] as string };
 
   const chain = createChainBuilder(chainId);
-  const queue: AuditRecord[] = [];
+  const queue: (AuditRecord | PreparedRecord)[] = [];
   let startPending = true;
   let lostPending = 0;
   let lossReason: LossReason = 'unavailable';
@@ -348,11 +351,17 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
     // Canonicalise the requests first: one that is not JSON data (a caller bypassed buildAuditRecord) cannot
     // be chained, so it joins this batch's LOSS record instead of poisoning the batch.
     const take = Math.min(queue.length, batchMax);
-    const ready: { canonical: string; ts: number }[] = [];
+    const ready: { readonly canonical: string; readonly ts: number }[] = [];
     let invalid = 0;
     let secrets = 0;
     for (let i = 0; i < take; i++) {
-      const scrubbed = scrubRecord(queue[i] as unknown as ChainRecord);
+      // Prepared records come scrubbed and in canonical form; anything else is checked here.
+      const queued = queue[i]!;
+      if (queued instanceof PreparedRecord) {
+        ready.push(queued);
+        continue;
+      }
+      const scrubbed = scrubRecord(queued as unknown as ChainRecord);
       secrets += scrubbed.count;
       try {
         ready.push({ canonical: canonicalize(scrubbed.record), ts: timestampOf(scrubbed.record) });

@@ -4,7 +4,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AUDIT_FIELDS, buildAuditRecord, uuidv7 } from '../../src/audit/record.ts';
+import { canonicalize } from '../../src/audit/canonical.ts';
+import { AUDIT_FIELDS, buildAuditRecord, isoTime, prepareAuditRecord, uuidv7 } from '../../src/audit/record.ts';
+import { createRedactor } from '../../src/audit/redact.ts';
 import { containsSecret, scrubRecord, scrubSecrets } from '../../src/audit/secrets.ts';
 
 const JWT = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl';
@@ -132,6 +134,69 @@ test('uuidv7: version 7, RFC 9562 variant, time-ordered', () => {
   const b = uuidv7(1_700_000_000_001);
   assert.match(a, /^018bcfe5-6800-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.ok(a < b);
+});
+
+test('uuidv7: ids stay unique and well-formed across refills of the random pool', () => {
+  // The random bits come 128 ids at a time; 1000 ids in the same millisecond cross several refills.
+  const ids = Array.from({ length: 1000 }, () => uuidv7(1_700_000_000_000));
+  assert.equal(new Set(ids).size, ids.length);
+  for (const id of ids) assert.match(id, /^018bcfe5-6800-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+});
+
+test('records come out with their members in canonical order, so their canonical form is their JSON', () => {
+  const record = buildAuditRecord({
+    'user_agent.original': 'curl',
+    'event.type': 'denied',
+    'event.reason': 'ERR_TOKEN_EXPIRED',
+    'client.ip': '10.0.0.1',
+    user: { id: 'alice', roles: ['b', 'a'] },
+    'jwt.aud': ['x', 'y'],
+    'http.response.status_code': 401,
+    '@timestamp': NOW,
+    tenant: 'team-a',
+  });
+  const keys = Object.keys(record);
+  assert.deepEqual(keys, [...keys].sort());
+  assert.ok(keys.includes('event.action') && keys.includes('event.id') && keys.includes('user.roles'));
+  assert.equal(canonicalize(record), JSON.stringify(record));
+});
+
+test('the text a record is chained with is the canonical form of the record, whatever its values', () => {
+  const redactor = createRedactor({ keyId: 'k1', key: Buffer.alloc(32, 7), fields: ['user.id'], emails: true });
+  const inputs = [
+    { 'event.type': 'allowed' },
+    { 'event.type': 'denied', 'user.id': 'quote " backslash \\ newline \n tab \t nul \u0000 del \u007f', 'url.path': '/ä/€/🦊' },
+    { 'event.type': 'allowed', 'user.roles': ['a"b', 'c\\d', 'é'], 'jwt.aud': ['x', 'y'], 'event.duration': -0.4, 'jwt.exp': 1e21 },
+    { 'event.type': 'allowed', 'user.id': 'lone \ud800 high', 'user.name': '\udc00', 'user_agent.original': 'x'.repeat(5000) },
+    { 'event.type': 'allowed', 'url.path': '/cb?access_token=eyJhbGciOi.eyJzdWIi.c2ln', 'user_agent.original': 'Bearer abc' },
+    { 'event.type': 'allowed', '@timestamp': '1970-01-01T00:00:00.001Z', 'user.email': 'a@example.com', user: { id: 'nested' } },
+  ] as const;
+  for (const input of inputs) {
+    for (const options of [{}, { redactor }]) {
+      const made = prepareAuditRecord(input, options);
+      const record = made.record;
+      assert.equal(made.canonical, canonicalize(record), JSON.stringify(input));
+      assert.equal(made.ts, Date.parse(record['@timestamp']));
+    }
+  }
+});
+
+test('a lone surrogate in a value becomes U+FFFD instead of making the record unwritable', () => {
+  const record = buildAuditRecord({ 'event.type': 'allowed', 'user.id': 'a\ud800b', 'user.roles': ['\udfff'] });
+  assert.equal(record['user.id'], 'a\ufffdb');
+  assert.deepEqual(record['user.roles'], ['\ufffd']);
+});
+
+test('timestamps: formatted like toISOString, including across seconds, before 1970 and outside four-digit years', () => {
+  for (const ms of [0, 1, 999, 1000, 1_700_000_000_123, 1_700_000_001_000, -1, -1001, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_001, 8.64e15, -8.64e15]) {
+    assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  }
+  // Out of Date's range, or not a time: the record gets the current time instead of throwing.
+  for (const given of [1e20, -1e20, NaN, 'not a date', new Date(NaN)]) {
+    const record = buildAuditRecord({ 'event.type': 'allowed', '@timestamp': given as never }, { now: () => 5 });
+    assert.equal(record['@timestamp'], '1970-01-01T00:00:00.005Z', String(given));
+  }
+  assert.equal(buildAuditRecord({ 'event.type': 'allowed', '@timestamp': 1.9 }, { now: () => 5 })['@timestamp'], '1970-01-01T00:00:00.001Z');
 });
 
 test('every allowlisted field survives the builder with a value of its kind', () => {
