@@ -48,6 +48,16 @@ test('nested input is flattened into the dotted names; a flat key wins over the 
   assert.ok(!('user.secret' in record));
 });
 
+test('only own enumerable members are read: inherited and non-enumerable fields are not recorded', () => {
+  const input = Object.create({ 'user.email': 'inherited@example.com', user: { name: 'inherited' } }) as Record<string, unknown>;
+  input['event.type'] = 'denied';
+  Object.defineProperty(input, 'user.id', { value: 'hidden', enumerable: false });
+  input.http = Object.create({ request: { method: 'INHERITED' } });
+  const record = buildAuditRecord(input as never);
+  assert.equal(record['event.type'], 'denied');
+  for (const field of ['user.email', 'user.name', 'user.id', 'http.request.method']) assert.ok(!(field in record), field);
+});
+
 const TYPES: readonly [string, Record<string, unknown>, string, unknown][] = [
   ['a number where a string belongs is dropped', { 'user.id': 42 }, 'user.id', undefined],
   ['a string where an integer belongs is dropped', { 'http.response.status_code': '200' }, 'http.response.status_code', undefined],
