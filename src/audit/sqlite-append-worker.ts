@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { isAuditError } from './errors.ts';
 import type { AuditErrorCode } from './errors.ts';
+import { unpackBatch } from './sqlite-appender.ts';
 import type { AppendReply, AppendRequest, WorkerConfig } from './sqlite-appender.ts';
 import { createSqliteStore } from './store-sqlite.ts';
 
@@ -28,7 +29,7 @@ let queue: Promise<unknown> = Promise.resolve();
 port.on('message', (request: AppendRequest) => {
   queue = queue.then(() =>
     init()
-      .then((): Promise<AppendReply['result']> => (request.op === 'append' ? store.append(request.batch, request.opts) : store.prune(request.statement)))
+      .then((): Promise<AppendReply['result']> => (request.op === 'append' ? store.append(unpackBatch(request.batch), request.opts) : store.prune(request.statement)))
       .then(
         (result) => port.postMessage({ id: request.id, result } satisfies AppendReply),
         (error: unknown) => {

@@ -14,6 +14,7 @@ import { openAuditStore } from '../../src/audit/open-store.ts';
 import { buildAuditRecord } from '../../src/audit/record.ts';
 import type { AppendBatch, AuditStore } from '../../src/audit/store.ts';
 import { pruneAudit } from '../../src/audit/prune.ts';
+import { packBatch, unpackBatch } from '../../src/audit/sqlite-appender.ts';
 import { createSqliteStore } from '../../src/audit/store-sqlite.ts';
 import { verifyAudit } from '../../src/audit/verify.ts';
 import { createAuditWriter } from '../../src/audit/writer.ts';
@@ -55,6 +56,22 @@ test('idempotent replay skips identical rows and a different row under the same 
     code: 'ERR_AUDIT_CONFLICT',
   });
   assert.equal((await store.entryAt('c1', 1))?.hash, 'a'.repeat(64));
+});
+
+test('entries posted to the worker as a flat array arrive field for field, in order, across chains', async (t) => {
+  const { store } = await offThreadStore(t);
+  const entries = [
+    { chainId: 'c-é', seq: 1, prevHash: '0'.repeat(64), hash: 'a'.repeat(64), ts: 1_750_000_000_000, record: '{"user.id":"名前"}' },
+    { chainId: 'c-é', seq: 2, prevHash: 'a'.repeat(64), hash: 'b'.repeat(64), ts: 0, record: '{}' },
+    { chainId: 'c2', seq: 2 ** 40, prevHash: 'c'.repeat(64), hash: 'd'.repeat(64), ts: -1, record: '{"x":"\\u0000"}' },
+  ];
+  const batch: AppendBatch = { entries, checkpoints: [] };
+  assert.deepEqual(unpackBatch(packBatch(batch)), { chains: undefined, entries, checkpoints: [] });
+  assert.deepEqual(unpackBatch(packBatch({ entries: [], checkpoints: [] })).entries, []);
+  assert.deepEqual(await store.append(batch), { inserted: 3, duplicates: 0 });
+  const stored = [];
+  for (const chainId of ['c-é', 'c2']) for await (const { id: _id, ...entry } of store.entries(chainId)) stored.push(entry);
+  assert.deepEqual(stored, entries);
 });
 
 test('appends after close are refused as a store outage, not lost silently', async (t) => {
