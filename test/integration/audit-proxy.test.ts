@@ -78,8 +78,10 @@ test('every decision is recorded, the event id is returned, the API is guarded a
     const missing = await call('/guarded/data');
     const expiredAnswer = await call('/guarded/data', expired);
     const denied = await call('/guarded/data', auditor);
-    assert.deepEqual([allowed.status, missing.status, expiredAnswer.status, denied.status], [200, 401, 401, 403]);
-    for (const a of [allowed, missing, expiredAnswer, denied]) assert.match(a.eventId ?? '', /^[0-9a-f-]{36}$/);
+    // Two hops: the trusted one (this test's own address) is skipped, the one before it is the client.
+    const relayed = await call('/guarded/data', reader, { 'x-forwarded-for': '198.51.100.7, 127.0.0.1' });
+    assert.deepEqual([allowed.status, missing.status, expiredAnswer.status, denied.status, relayed.status], [200, 401, 401, 403, 200]);
+    for (const a of [allowed, missing, expiredAnswer, denied, relayed]) assert.match(a.eventId ?? '', /^[0-9a-f-]{36}$/);
 
     // A non-auditor cannot read the audit log.
     assert.equal((await call('/audit/records', reader)).status, 403);
@@ -98,6 +100,8 @@ test('every decision is recorded, the event id is returned, the API is guarded a
     assert.equal(a['http.route'], 'guarded');
     assert.equal(a['http.response.status_code'], 200);
     assert.equal(a['client.ip'], '203.0.113.9', 'X-Forwarded-For believed from a trusted hop');
+    assert.equal(byId.get(relayed.eventId)!['client.ip'], '198.51.100.7', 'trusted hops are skipped from the right');
+    assert.equal(byId.get(missing.eventId)!['client.ip'], '127.0.0.1', 'without X-Forwarded-For the peer is the client');
     assert.equal(a['user_agent.original'], 'audit-test/1');
     assert.equal(a['trace.id'], '4bf92f3577b34da6a3ce929d0e0e4736');
     assert.equal(a['destination.address'], 'up');
