@@ -271,9 +271,8 @@ function scrubField(name: string, value: string, onSecret: ((field: string) => v
 
 function flatten(value: unknown, prefix: string, out: unknown[], depth: number): void {
   if (depth > 6 || value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Date) return;
-  // for-in over a plain object reads members through V8's enum cache; Object.entries would allocate a pair per member.
-  for (const key in value) {
-    if (!Object.hasOwn(value, key)) continue;
+  // Not Object.entries: that allocates a pair per member.
+  for (const key of Object.keys(value)) {
     const member = (value as Record<string, unknown>)[key];
     const name = prefix === '' ? key : prefix + key;
     const slot = SLOT.get(name);
