@@ -107,7 +107,7 @@ async function postgres(): Promise<Row | string> {
   url.searchParams.set('schema', schema);
   const store = await openAuditStore(url.toString());
   try {
-    return await measure('postgres (one pool, unnest batches)', store);
+    return await measure('postgres (one pool, JSON batches)', store);
   } finally {
     await store.close();
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);

@@ -313,18 +313,16 @@ export function createPostgresStore(options: PostgresStoreOptions): AuditStore {
         const onConflict = idempotent ? 'ON CONFLICT (chain_id, seq) DO NOTHING' : '';
         const entries = batch.entries;
         if (entries.length > 0) {
-          // One statement per batch (unnest of column arrays), not one round trip per record.
+          // One statement per batch, not one round trip per record. The batch goes as one JSON parameter:
+          // as text[] arrays, pg escaped every quote of every record in JavaScript (about 50k instructions per
+          // record on the event loop, under callgrind); JSON.stringify does it natively. The JSON round trip
+          // gives back the same text for any string a text column can hold (no U+0000, no lone surrogate).
           const res = await client.query<{ seq: string }>(
             `INSERT INTO ${s}.audit_records (chain_id, seq, ts, prev_hash, hash, record)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[]) ${onConflict} RETURNING seq`,
-            [
-              entries.map((e) => e.chainId),
-              entries.map((e) => e.seq),
-              entries.map((e) => e.ts),
-              entries.map((e) => e.prevHash),
-              entries.map((e) => e.hash),
-              entries.map((e) => e.record),
-            ],
+             SELECT "chainId", seq, ts, "prevHash", hash, record
+             FROM json_to_recordset($1::json) AS e("chainId" text, seq int8, ts int8, "prevHash" text, hash text, record text)
+             ${onConflict} RETURNING seq`,
+            [JSON.stringify(entries)],
           );
           inserted += res.rows.length;
           if (res.rows.length < entries.length) {
