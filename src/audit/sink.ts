@@ -128,8 +128,7 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
   // under callgrind); a connection's peer repeats for every request on it, so verdicts are remembered,
   // for at most TRUSTED_MEMO addresses (X-Forwarded-For entries are the client's to choose).
   const verdicts = new Map<string, boolean>();
-  const isTrusted = (ip: string): boolean => {
-    if (config.trustedHops.length === 0) return false;
+  const checkTrusted = (ip: string): boolean => {
     let verdict = verdicts.get(ip);
     if (verdict === undefined) {
       const family = isIP(ip);
@@ -139,6 +138,7 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
     }
     return verdict;
   };
+  const isTrusted = config.trustedHops.length === 0 ? (): boolean => false : checkTrusted;
 
   let retention: NodeJS.Timeout | undefined;
   if (config.retention !== undefined) {
