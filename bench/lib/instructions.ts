@@ -12,7 +12,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { BenchContext } from './contestants.ts';
-import { drive, forEachCount } from './drive.ts';
+import { createDriver, forEachCount } from './drive.ts';
 import type { CountPlan } from './drive.ts';
 import { runSync } from './procs.ts';
 import type { Scenario } from './scenarios.ts';
@@ -49,14 +49,16 @@ export async function runInstructions(o: InstructionsOptions): Promise<Instructi
     };
     o.log(`  ${contestant.id}: starting under callgrind ...`);
     const running = await contestant.start(scenario, ctx);
+    const driver = createDriver(running.port, scenario.path);
     let statuses: Record<string, number>;
     try {
-      await drive(running.port, scenario.path, warm);
+      await driver.send(warm);
       control(running.pid, ['-i', 'on']);
-      statuses = await drive(running.port, scenario.path, measure);
+      statuses = await driver.send(measure);
       control(running.pid, ['-i', 'off']);
       control(running.pid, ['-d']);
     } finally {
+      driver.close();
       await running.stop();
     }
     const perRequest = instructionsIn(out) / measure.length;

@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { drive, forEachCount } from './drive.ts';
+import { createDriver, forEachCount } from './drive.ts';
 import type { CountPlan } from './drive.ts';
 import { trackChild } from './procs.ts';
 
@@ -38,13 +38,15 @@ export async function runSyscalls(o: SyscallsOptions): Promise<SyscallsRow[]> {
   await forEachCount(o, async (contestant, scenario, warm, measure) => {
     const running = await contestant.start(scenario, o.ctx);
     const out = join(o.ctx.dir, `strace-${contestant.id}-${scenario.id}.txt`);
+    const driver = createDriver(running.port, scenario.path);
     let statuses: Record<string, number>;
     try {
-      await drive(running.port, scenario.path, warm);
+      await driver.send(warm);
       const tracer = await attach(running.pid, out);
-      statuses = await drive(running.port, scenario.path, measure);
+      statuses = await driver.send(measure);
       await tracer.detach();
     } finally {
+      driver.close();
       await running.stop();
     }
     const perRequest: Record<string, number> = {};
