@@ -10,12 +10,11 @@ import type { LoadedKey } from './static-keys.ts';
 const HASH: Record<string, string> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
 
 /**
- * True when `signature` is a valid signature of `signingInput` (`base64url(header).base64url(payload)`) by
+ * True when `signature` is a valid signature of `data` (the bytes of `base64url(header).base64url(payload)`) by
  * `key` under `alg`. The caller has already checked that the key fits the algorithm. Never throws.
  */
-export function verifySignature(signingInput: string, signature: Buffer, key: LoadedKey, alg: string): boolean {
+export function verifySignature(data: Buffer, signature: Buffer, key: LoadedKey, alg: string): boolean {
   try {
-    const data = Buffer.from(signingInput, 'latin1');
     const family = alg.slice(0, 2);
     const hash = HASH[alg.slice(2)];
     switch (family) {

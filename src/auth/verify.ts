@@ -31,8 +31,8 @@ interface ParsedToken {
   readonly claims: Record<string, unknown>;
   /** The decoded third segment. */
   readonly signature: Buffer;
-  /** Length of the signing input, `base64url(header) "." base64url(payload)`, at the start of the token. */
-  readonly signedLength: number;
+  /** The signing input, `base64url(header) "." base64url(payload)`: the token's own bytes up to the second dot. */
+  readonly signingInput: Buffer;
 }
 
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
@@ -114,7 +114,7 @@ function checkWithKey(token: string, parsed: ParsedToken, issuer: Issuer, key: L
   const alg = header.alg as string;
   const kid = header.kid as string | undefined;
   // The one place a signature is checked: over the token's own text, not a re-encoding of what was parsed.
-  if (!verifySignature(token.slice(0, parsed.signedLength), parsed.signature, key, alg)) return signatureError(key);
+  if (!verifySignature(parsed.signingInput, parsed.signature, key, alg)) return signatureError(key);
   const refused = checkClaims(claims, issuer.config, now);
   if (refused !== undefined) return refused;
   const verifiedHeader: { alg: string; kid?: string; typ?: string } = { alg };
@@ -141,17 +141,21 @@ function parseCompact(token: string): ParsedToken | ProxyError {
   const headerBytes = Buffer.from(header, 'base64url');
   const payloadBytes = Buffer.from(payload, 'base64url');
   const signatureBytes = Buffer.from(signature, 'base64url');
-  // Node's decoder is lenient: it skips characters outside the alphabet, takes '+' '/' '=' too, ignores
-  // non-zero padding bits, and reads a character above U+00FF by its low byte ('Ł' as 'A'). A segment is
-  // therefore accepted only when re-encoding its bytes gives it back exactly: the canonical base64url form
-  // (RFC 4648 §3.5, §5), so no two strings pass as one token. Native re-encoding costs a fraction of a
-  // regular expression walking an RS256 token's ~850 characters one by one; test/unit/auth-verify compares
-  // the verdict with the plain definition on generated inputs.
+  // The token's bytes: the signing input, and the ASCII check below (UTF-8 is longer than the string
+  // exactly when a character is not ASCII).
+  const raw = Buffer.from(token, 'utf8');
+  // Node's decoder is lenient: it skips characters outside the alphabet, stops at '=', takes '+' '/' too,
+  // ignores non-zero padding bits, and reads a character above U+00FF by its low byte ('Ł' as 'A'). A
+  // segment is therefore accepted only in the canonical base64url form (RFC 4648 §3.5, §5), so that no two
+  // strings pass as one token. With every character ASCII and neither '+' nor '/' in the token, a character
+  // outside the alphabet can only have been skipped or have stopped the decoder, and either leaves fewer
+  // bytes than the segment's length implies (`exactlyDecoded`); what remains is the padding bits. This costs
+  // two native scans of the token; re-encoding each segment and comparing, as before, cost ~5k instructions
+  // per token more. test/unit/auth-verify compares the verdict with the plain definition on generated inputs.
   if (
     header === '' || payload === '' ||
-    headerBytes.toString('base64url') !== header ||
-    payloadBytes.toString('base64url') !== payload ||
-    signatureBytes.toString('base64url') !== signature
+    raw.length !== token.length || token.includes('+') || token.includes('/') ||
+    !exactlyDecoded(header, headerBytes) || !exactlyDecoded(payload, payloadBytes) || !exactlyDecoded(signature, signatureBytes)
   ) {
     return checkSegments(header, payload, signature);
   }
@@ -159,8 +163,24 @@ function parseCompact(token: string): ParsedToken | ProxyError {
   if (headerJson instanceof ProxyError) return headerJson;
   const claims = decodeJsonObject(payloadBytes, 'payload');
   if (claims instanceof ProxyError) return claims;
-  return { header: headerJson, claims, signature: signatureBytes, signedLength: second };
+  return { header: headerJson, claims, signature: signatureBytes, signingInput: raw.subarray(0, second) };
 }
+
+/**
+ * `segment` (ASCII, without '+' or '/') decoded to `bytes` with nothing skipped, and with zero padding
+ * bits: a length of 4n+2 characters carries 4 unused low bits in its last character, 4n+3 carries 2.
+ */
+function exactlyDecoded(segment: string, bytes: Buffer): boolean {
+  const rest = segment.length & 3;
+  if (rest === 1 || bytes.length !== (segment.length >> 2) * 3 + (rest === 0 ? 0 : rest - 1)) return false;
+  if (rest === 0) return true;
+  // SEXTET is -1 off the alphabet, which fails the mask too.
+  return (SEXTET[segment.charCodeAt(segment.length - 1)]! & (rest === 2 ? 0x0f : 0x03)) === 0;
+}
+
+/** The 6-bit value of each base64url character by char code (RFC 4648 §5); -1 elsewhere. */
+const SEXTET = new Int8Array(128).fill(-1);
+for (const [i, c] of [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'].entries()) SEXTET[c.charCodeAt(0)] = i;
 
 /** The precise reason a compact form failed the strict base64url check. */
 function checkSegments(header: string, payload: string, signature: string): ProxyError {

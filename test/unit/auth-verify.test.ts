@@ -338,6 +338,38 @@ test('strict base64url: every character outside the alphabet, in any segment, is
   assert.ok(refusedInside > 0, 'no mutant exercised non-zero padding bits');
 });
 
+test('strict base64url: every character at each edge of each segment, inserted or replacing, gets the plain definition\'s verdict', async () => {
+  // The edges are where the parser's length and padding-bit reasoning could slip: the first and last
+  // character of a segment, just past its end, and the segment's length moving to each residue mod 4.
+  const ALPHABET = /^[A-Za-z0-9_-]*$/;
+  const strictSegment = (seg: string, n: number): boolean =>
+    (seg !== '' || n === 2) && ALPHABET.test(seg) && seg.length % 4 !== 1 && Buffer.from(seg, 'base64url').toString('base64url') === seg;
+  const chars = ['+', '/', '=', '==', ' ', '\t', '\n', '%', '$', '\u0000', '\u007f', '\u0080', '\u00c1', '\u00ff', '\u0141', '\u0100', '\u4141', '\ud83d', '\ud83d\ude00', 'A', 'B', 'Q', 'g', 'w', 'x', '0', '-', '_', 'AA', 'AAA'];
+  const base = rsa.sign(good());
+  const starts = [0, base.indexOf('.') + 1, base.lastIndexOf('.') + 1];
+  const ends = [base.indexOf('.'), base.lastIndexOf('.'), base.length];
+  let cases = 0;
+  for (let s = 0; s < 3; s++) {
+    for (const at of [starts[s]!, ends[s]! - 1, ends[s]!]) {
+      for (const char of chars) {
+        for (const replace of [false, true]) {
+          if (replace && at === ends[s]) continue; // that would replace the dot
+          const token = base.slice(0, at) + char + base.slice(replace ? at + 1 : at);
+          const segments = token.split('.');
+          const strict = segments.length === 3 && segments.every(strictSegment);
+          const error = await verifyToken(token, registry, [], NOW).then(() => undefined, (e: unknown) => e);
+          cases += 1;
+          if (error === undefined && strict) continue;
+          assert.ok(isProxyError(error), `${JSON.stringify(char)} at ${at} verified`);
+          const notBase64url = error.code === 'ERR_TOKEN_MALFORMED' && /not base64url|not canonical/.test(error.detail ?? '');
+          assert.equal(notBase64url, !strict, `${JSON.stringify(char)} ${replace ? 'replacing' : 'inserted'} at ${at}: ${error.code} ${error.detail}`);
+        }
+      }
+    }
+  }
+  assert.ok(cases > 400);
+});
+
 test('a character above U+00FF is not read as its low byte (Ł is not A)', async () => {
   const token = rsa.sign(good());
   const at = token.indexOf('A');
