@@ -367,9 +367,9 @@ async function makeTokenFiles(scenarios: readonly Scenario[], pool: number): Pro
       // Forging needs no signing, so this pool is sized for the fastest refusers (HAProxy: ~40k/s).
       count = Math.max(pool, 50_000 * duration + 10_000);
       forgeFile(key, 1, count, ttl, measure);
-      forgeFile(key, count + 1, Math.max(3_000, Math.ceil(50_000 * warmup) + 10_000), ttl, warm);
+      forgeFile(key, count + 1, warmPool(warmup, 'forged'), ttl, warm);
     } else {
-      const warmCount = warmPool(warmup);
+      const warmCount = warmPool(warmup, 'signed');
       log(`signing ${pool + warmCount} distinct ${alg} tokens ...`);
       const ms = (await mintFile(key, 1, pool, ttl, measure)) + (await mintFile(key, pool + 1, warmCount, ttl, warm));
       log(`  ... ${(ms / 1000).toFixed(1)} s`);
@@ -387,13 +387,14 @@ function defaultPool(seconds: number): number {
 }
 
 /**
- * Distinct valid tokens for the warm-up: as many as the fastest verifier can use in it, so that no token
- * repeats there either. With a few thousand cycled, a caching proxy spent its warm-up answering from its
- * cache, and V8 then met the path the measurement takes (verify every token, admit none) only in the
- * measured seconds: deoptimisations and recompiles counted as the scenario's cost.
+ * Distinct tokens for the warm-up: as many as the fastest contestant can use in it (verifying ~20k/s,
+ * refusing forgeries ~50k/s), so that no token repeats there either. With a few thousand cycled, a caching
+ * proxy spent its warm-up answering from its cache, and V8 then met the path the measurement takes
+ * (verify every token, admit none) only in the measured seconds: deoptimisations and recompiles counted
+ * as the scenario's cost.
  */
-function warmPool(seconds: number): number {
-  return Math.max(3_000, Math.ceil(20_000 * seconds) + 5_000);
+function warmPool(seconds: number, kind: 'signed' | 'forged'): number {
+  return kind === 'signed' ? Math.max(3_000, Math.ceil(20_000 * seconds) + 5_000) : Math.max(3_000, Math.ceil(50_000 * seconds) + 10_000);
 }
 
 function firstLine(file: string): string {
@@ -546,7 +547,7 @@ async function runBench(): Promise<void> {
 
   const pool = opts.pool !== undefined ? positive('pool', opts.pool) : defaultPool(duration);
   const distinctRsa = new Set(scenarios.filter((s) => s.tokens === 'distinct').map((s) => s.alg));
-  const mintEstimate = [...distinctRsa].reduce((t, alg) => t + ((pool + warmPool(warmup)) / (alg === 'RS256' ? 3500 : 15000)) / Math.min(nproc, 4), 0);
+  const mintEstimate = [...distinctRsa].reduce((t, alg) => t + ((pool + warmPool(warmup, 'signed')) / (alg === 'RS256' ? 3500 : 15000)) / Math.min(nproc, 4), 0);
   const estimate = measured * runs * (warmup + duration + OVERHEAD_S) + mintEstimate + 5;
   console.log(`Portcullis bench — ${formatMachine(machine)}`);
   console.log(

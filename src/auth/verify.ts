@@ -150,8 +150,9 @@ function parseCompact(token: string): ParsedToken | ProxyError {
   // strings pass as one token. With every character ASCII and neither '+' nor '/' in the token, a character
   // outside the alphabet can only have been skipped or have stopped the decoder, and either leaves fewer
   // bytes than the segment's length implies (`exactlyDecoded`); what remains is the padding bits. This costs
-  // two native scans of the token; re-encoding each segment and comparing, as before, cost ~5k instructions
-  // per token more. test/unit/auth-verify compares the verdict with the plain definition on generated inputs.
+  // three native passes over the token (the UTF-8 copy the signature check needs anyway, two searches);
+  // re-encoding each segment and comparing, as before, cost ~5k instructions per token more.
+  // test/unit/auth-verify compares the verdict with the plain definition on generated inputs.
   if (
     header === '' || payload === '' ||
     raw.length !== token.length || token.includes('+') || token.includes('/') ||
