@@ -76,7 +76,6 @@ export async function runInstructions(o: InstructionsOptions): Promise<Instructi
     const gcPerRequest = costs.gc / measure.length;
     const jitPerRequest = costs.jit / measure.length;
     const opensslPerRequest = costs.openssl / measure.length;
-    const n = (x: number) => Math.round(x).toLocaleString('en');
     o.log(`  ${contestant.id}: ${n(perRequest)} instructions per request (GC ${n(gcPerRequest)}, JIT ${n(jitPerRequest)}, OpenSSL ${n(opensslPerRequest)}) ${JSON.stringify(statuses)}`);
     rows.push({ scenario: contestant.baseline ? 'baseline' : scenario.id, contestant: contestant.id, label: contestant.label, perRequest, gcPerRequest, jitPerRequest, opensslPerRequest, statuses });
   });
@@ -95,15 +94,12 @@ export function formatInstructions(rows: readonly InstructionsRow[], scenarios: 
     '| scenario | contestant | instructions / request | of which GC | of which JIT | of which OpenSSL | lean ÷ row | pass-through ÷ row | lean ÷ row, JIT excluded | pass-through ÷ row, JIT excluded | lean ÷ row, JIT and OpenSSL excluded | answers |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
-  const n = (x: number) => Math.round(x).toLocaleString('en');
   for (const scenario of ['baseline', ...scenarios.map((s) => s.id)]) {
     const mine = rows.filter((r) => r.scenario === scenario);
     const lean = mine.find((r) => r.contestant === 'lean-verify');
     const pass = rows.find((r) => r.contestant === 'passthrough');
     for (const r of mine) {
-      const own = (x: InstructionsRow, without: 'none' | 'jit' | 'jit+openssl') =>
-        x.perRequest - (without === 'none' ? 0 : x.jitPerRequest) - (without === 'jit+openssl' ? x.opensslPerRequest : 0);
-      const ratio = (base: InstructionsRow | undefined, without: 'none' | 'jit' | 'jit+openssl') =>
+      const ratio = (base: InstructionsRow | undefined, without: Excluded) =>
         base === undefined ? '' : (own(base, without) / own(r, without)).toFixed(3);
       const answers = Object.entries(r.statuses).map(([status, count]) => `${count}× ${status}`).join(', ');
       lines.push(
@@ -112,6 +108,17 @@ export function formatInstructions(rows: readonly InstructionsRow[], scenarios: 
     }
   }
   return lines.join('\n');
+}
+
+type Excluded = 'none' | 'jit' | 'jit+openssl';
+
+/** A row's instructions per request less what `without` names. */
+function own(row: InstructionsRow, without: Excluded): number {
+  return row.perRequest - (without === 'none' ? 0 : row.jitPerRequest) - (without === 'jit+openssl' ? row.opensslPerRequest : 0);
+}
+
+function n(x: number): string {
+  return Math.round(x).toLocaleString('en');
 }
 
 function control(pid: number, args: string[]): void {
