@@ -144,6 +144,11 @@ async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: numbe
  * bounded process's RSS is a sawtooth whose period can be minutes: any single sample may sit on a rising
  * edge. A leak raises the PEAKS. So the last third's highest sample is compared with the highest before it,
  * and a least-squares slope catches a steady drift that has not yet crossed the growth threshold.
+ *
+ * The slope is fitted to the window's second half. A window that began in a trough and then climbed to a
+ * plateau (sessions 6 and 9, forged tokens) had a whole-window slope that stays above the threshold however
+ * long the run, so "run longer" could never settle it; a leak climbs at the same rate in both halves, a
+ * plateau does not. The whole-window slope is still printed.
  */
 function verdict(series: ReadonlyArray<{ t: number; rss: number }>): string {
   if (series.length < 6) return `verdict: too short to judge (${series.length} samples; need 6, i.e. --soak ${5 * INTERVAL_S} or more)`;
@@ -151,12 +156,16 @@ function verdict(series: ReadonlyArray<{ t: number; rss: number }>): string {
   const peakBefore = Math.max(...series.slice(0, split).map((s) => s.rss));
   const peakEnd = Math.max(...series.slice(split).map((s) => s.rss));
   const growth = (peakEnd - peakBefore) / peakBefore;
+  const perMinute = slopePerMinute(series.slice(Math.floor(series.length / 2)));
+  const label = growth > FLAT_GROWTH ? 'GROWING' : perMinute > DRIFT_MIB_PER_MIN ? 'DRIFTING (run longer to tell a plateau from a leak)' : 'FLAT';
+  const low = Math.min(...series.map((s) => s.rss));
+  return `verdict: ${label} — peak ${peakBefore.toFixed(1)} MiB to ${series[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope over the second half ${perMinute.toFixed(2)} MiB/min (whole window ${slopePerMinute(series).toFixed(2)}); flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and the second half's slope ≤ ${DRIFT_MIB_PER_MIN} MiB/min, over the measured window after warm-up`;
+}
+
+/** Least-squares slope of RSS over time, in MiB per minute. */
+function slopePerMinute(series: ReadonlyArray<{ t: number; rss: number }>): number {
   const n = series.length;
   const meanT = series.reduce((a, s) => a + s.t, 0) / n;
   const meanR = series.reduce((a, s) => a + s.rss, 0) / n;
-  const slope = series.reduce((a, s) => a + (s.t - meanT) * (s.rss - meanR), 0) / series.reduce((a, s) => a + (s.t - meanT) ** 2, 0);
-  const perMinute = slope * 60;
-  const label = growth > FLAT_GROWTH ? 'GROWING' : perMinute > DRIFT_MIB_PER_MIN ? 'DRIFTING (run longer to tell a plateau from a leak)' : 'FLAT';
-  const low = Math.min(...series.map((s) => s.rss));
-  return `verdict: ${label} — peak ${peakBefore.toFixed(1)} MiB to ${series[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope ${perMinute.toFixed(2)} MiB/min; flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and ≤ ${DRIFT_MIB_PER_MIN} MiB/min, over the measured window after warm-up`;
+  return (60 * series.reduce((a, s) => a + (s.t - meanT) * (s.rss - meanR), 0)) / series.reduce((a, s) => a + (s.t - meanT) ** 2, 0);
 }
