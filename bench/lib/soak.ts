@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTESTANTS } from './contestants.ts';
 import type { BenchContext } from './contestants.ts';
-import { httpGet, peakRssMiB, processTree, rssMiB } from './procs.ts';
+import { freePort, httpGet, peakRssMiB, processTree, rssMiB } from './procs.ts';
 import { SCENARIOS } from './scenarios.ts';
 import { forgeFile, forgeOne, mintFile } from './tokens.ts';
 import { runWrk } from './wrk.ts';
@@ -51,7 +51,10 @@ export async function runSoak(o: SoakOptions): Promise<void> {
   }
   const scenario = SCENARIOS.find((s) => s.id === (o.tokens === 'invalid' ? 'invalid' : 'distinct'))!;
   const contestant = CONTESTANTS.find((c) => c.id === 'portcullis')!;
-  const running = await contestant.start(scenario, o.ctx);
+  // The admin listener gives V8's own view beside RSS (prom-client's default metrics), so that a step in
+  // RSS can be told apart: heap spaces growing, external memory (Buffers), or neither (the allocator).
+  const adminPort = await freePort();
+  const running = await contestant.start(scenario, { ...o.ctx, adminPort });
   try {
     const check = await httpGet(running.port, '/', {});
     if (check.status !== 401) throw new Error(`Portcullis answered ${check.status} without a token`);
@@ -73,12 +76,12 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     console.log(await warmUp(load, rss, () => sent, o.distinct));
 
     const series: Array<{ t: number; rss: number }> = [];
-    const sample = (t: number): void => {
+    const sample = async (t: number): Promise<void> => {
       const value = rss();
       series.push({ t, rss: value });
-      console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB`);
+      console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB${await heapLine(adminPort)}`);
     };
-    sample(0);
+    await sample(0);
     const result = await sampleDuring(load(o.seconds), o.seconds, sample);
     const peak = peakRssMiB(processTree(running.pid));
     console.log(
@@ -110,7 +113,9 @@ async function warmUp(
   let elapsed = 0;
   while (elapsed < MAX_WARMUP_S) {
     let peak = rss();
-    const result = await sampleDuring(load(WARMUP_CHUNK_S), WARMUP_CHUNK_S, () => (peak = Math.max(peak, rss())));
+    const result = await sampleDuring(load(WARMUP_CHUNK_S), WARMUP_CHUNK_S, () => {
+      peak = Math.max(peak, rss());
+    });
     elapsed += WARMUP_CHUNK_S;
     peaks.push(peak);
     // A window without a top of the sawtooth has a lower peak: only a window that does not raise the
@@ -125,15 +130,39 @@ async function warmUp(
   return `warm-up: NOT settled after ${MAX_WARMUP_S} s (peaks ${peaks.map((p) => p.toFixed(0)).join(', ')} MiB); measuring anyway`;
 }
 
+/**
+ * V8's sizes from the proxy's `/metrics`: heap committed and used, external (Buffers, outside the heap),
+ * and each heap space's committed size where it is over 1 MiB. '' when the scrape fails: RSS is the
+ * measure, this only explains it.
+ */
+async function heapLine(adminPort: number): Promise<string> {
+  try {
+    const { status, body } = await httpGet(adminPort, '/metrics', {});
+    if (status !== 200) return '';
+    const mib = (name: string, label = ''): number | undefined => {
+      const line = body.split('\n').find((l) => l.startsWith(`portcullis_${name}${label} `));
+      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1)) / 2 ** 20;
+    };
+    const f = (v: number | undefined) => (v === undefined ? '?' : v.toFixed(1));
+    const spaces = [...body.matchAll(/^portcullis_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)]
+      .map((m) => [m[1]!, Number(m[2]) / 2 ** 20] as const)
+      .filter(([, size]) => size >= 1)
+      .map(([space, size]) => `${space} ${size.toFixed(1)}`);
+    return `  heap ${f(mib('nodejs_heap_size_total_bytes'))} (used ${f(mib('nodejs_heap_size_used_bytes'))}), external ${f(mib('nodejs_external_memory_bytes'))} MiB; spaces ${spaces.join(', ')}`;
+  } catch {
+    return '';
+  }
+}
+
 /** Awaits `run` (a wrk run of `seconds`), calling `each(t)` every INTERVAL_S while it lasts. */
-async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: number) => void): Promise<T> {
+async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: number) => void | Promise<void>): Promise<T> {
   let finished = false;
   void run.finally(() => (finished = true)).catch(() => undefined);
   const started = Date.now();
   for (let next = INTERVAL_S; next <= seconds; next += INTERVAL_S) {
     await sleep(Math.max(0, started + next * 1000 - Date.now()));
     if (finished) break;
-    each(next);
+    await each(next);
   }
   return run;
 }
