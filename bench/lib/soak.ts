@@ -76,10 +76,13 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     console.log(await warmUp(load, rss, () => sent, o.distinct));
 
     const series: Array<{ t: number; rss: number }> = [];
+    const held: Array<{ t: number; rss: number }> = [];
     const sample = async (t: number): Promise<void> => {
       const value = rss();
       series.push({ t, rss: value });
-      console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB${await heapLine(adminPort)}`);
+      const heap = await heapSample(adminPort);
+      if (heap !== undefined && heap.held !== undefined) held.push({ t, rss: heap.held });
+      console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB${heap?.line ?? ''}`);
     };
     await sample(0);
     const result = await sampleDuring(load(o.seconds), o.seconds, sample);
@@ -87,7 +90,11 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     console.log(
       `load: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms.toFixed(2)} ms, ${result.non2xx} non-2xx${o.tokens === 'invalid' ? ` of ${result.requests}${result.non2xx === result.requests ? ' (every forged token refused)' : ` — WARNING: ${result.requests - result.non2xx} forged tokens were let through`}` : ''}, ${result.socketErrors} socket errors; peak RSS (VmHWM) ${peak.toFixed(1)} MiB`,
     );
-    console.log(verdict(series));
+    console.log(verdict('RSS', series));
+    // The young generation resizes itself in steps (8 to 128 MiB here) and RSS follows; what a leak grows
+    // is what survives: old space, large objects, external memory (session 10).
+    if (held.length === series.length) console.log(verdict('old + large-object space + external', held));
+    else console.log(`verdict (old + large-object space + external): not judged, /metrics answered ${held.length} of ${series.length} samples`);
   } finally {
     await running.stop();
   }
@@ -132,25 +139,28 @@ async function warmUp(
 
 /**
  * V8's sizes from the proxy's `/metrics`: heap committed and used, external (Buffers, outside the heap),
- * and each heap space's committed size where it is over 1 MiB. '' when the scrape fails: RSS is the
- * measure, this only explains it.
+ * and each heap space's committed size where it is over 1 MiB; `held` is old + large-object space +
+ * external, in MiB. undefined when the scrape fails: RSS is still judged.
  */
-async function heapLine(adminPort: number): Promise<string> {
+async function heapSample(adminPort: number): Promise<{ line: string; held: number | undefined } | undefined> {
   try {
     const { status, body } = await httpGet(adminPort, '/metrics', {});
-    if (status !== 200) return '';
+    if (status !== 200) return undefined;
     const mib = (name: string, label = ''): number | undefined => {
       const line = body.split('\n').find((l) => l.startsWith(`portcullis_${name}${label} `));
       return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1)) / 2 ** 20;
     };
     const f = (v: number | undefined) => (v === undefined ? '?' : v.toFixed(1));
-    const spaces = [...body.matchAll(/^portcullis_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)]
-      .map((m) => [m[1]!, Number(m[2]) / 2 ** 20] as const)
-      .filter(([, size]) => size >= 1)
-      .map(([space, size]) => `${space} ${size.toFixed(1)}`);
-    return `  heap ${f(mib('nodejs_heap_size_total_bytes'))} (used ${f(mib('nodejs_heap_size_used_bytes'))}), external ${f(mib('nodejs_external_memory_bytes'))} MiB; spaces ${spaces.join(', ')}`;
+    const all = [...body.matchAll(/^portcullis_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2]) / 2 ** 20] as const);
+    const spaces = all.filter(([, size]) => size >= 1).map(([space, size]) => `${space} ${size.toFixed(1)}`);
+    const size = (space: string) => all.find(([name]) => name === space)?.[1];
+    const old = size('old');
+    const external = mib('nodejs_external_memory_bytes');
+    const held = old === undefined || external === undefined ? undefined : old + (size('large_object') ?? 0) + external;
+    const line = `  heap ${f(mib('nodejs_heap_size_total_bytes'))} (used ${f(mib('nodejs_heap_size_used_bytes'))}), external ${f(mib('nodejs_external_memory_bytes'))} MiB; spaces ${spaces.join(', ')}`;
+    return { line, held };
   } catch {
-    return '';
+    return undefined;
   }
 }
 
@@ -179,8 +189,8 @@ async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: numbe
  * long the run, so "run longer" could never settle it; a leak climbs at the same rate in both halves, a
  * plateau does not. The whole-window slope is still printed.
  */
-function verdict(series: ReadonlyArray<{ t: number; rss: number }>): string {
-  if (series.length < 6) return `verdict: too short to judge (${series.length} samples; need 6, i.e. --soak ${5 * INTERVAL_S} or more)`;
+function verdict(what: string, series: ReadonlyArray<{ t: number; rss: number }>): string {
+  if (series.length < 6) return `verdict (${what}): too short to judge (${series.length} samples; need 6, i.e. --soak ${5 * INTERVAL_S} or more)`;
   const split = Math.floor((series.length * 2) / 3);
   const peakBefore = Math.max(...series.slice(0, split).map((s) => s.rss));
   const peakEnd = Math.max(...series.slice(split).map((s) => s.rss));
@@ -188,7 +198,7 @@ function verdict(series: ReadonlyArray<{ t: number; rss: number }>): string {
   const perMinute = slopePerMinute(series.slice(Math.floor(series.length / 2)));
   const label = growth > FLAT_GROWTH ? 'GROWING' : perMinute > DRIFT_MIB_PER_MIN ? 'DRIFTING (run longer to tell a plateau from a leak)' : 'FLAT';
   const low = Math.min(...series.map((s) => s.rss));
-  return `verdict: ${label} — peak ${peakBefore.toFixed(1)} MiB to ${series[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope over the second half ${perMinute.toFixed(2)} MiB/min (whole window ${slopePerMinute(series).toFixed(2)}); flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and the second half's slope ≤ ${DRIFT_MIB_PER_MIN} MiB/min, over the measured window after warm-up`;
+  return `verdict (${what}): ${label} — peak ${peakBefore.toFixed(1)} MiB to ${series[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope over the second half ${perMinute.toFixed(2)} MiB/min (whole window ${slopePerMinute(series).toFixed(2)}); flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and the second half's slope ≤ ${DRIFT_MIB_PER_MIN} MiB/min, over the measured window after warm-up`;
 }
 
 /** Least-squares slope of RSS over time, in MiB per minute. */
