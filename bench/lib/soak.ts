@@ -75,13 +75,13 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
     console.log(await warmUp(load, rss, () => sent, o.distinct));
 
-    const series: Array<{ t: number; rss: number }> = [];
-    const held: Array<{ t: number; rss: number }> = [];
+    const series: Sample[] = [];
+    const held: Sample[] = [];
     const sample = async (t: number): Promise<void> => {
       const value = rss();
-      series.push({ t, rss: value });
+      series.push({ t, mib: value });
       const heap = await heapSample(adminPort);
-      if (heap !== undefined && heap.held !== undefined) held.push({ t, rss: heap.held });
+      if (heap !== undefined && heap.held !== undefined) held.push({ t, mib: heap.held });
       console.log(`  t=${String(t).padStart(5)} s  RSS ${value.toFixed(1)} MiB${heap?.line ?? ''}`);
     };
     await sample(0);
@@ -146,18 +146,19 @@ async function heapSample(adminPort: number): Promise<{ line: string; held: numb
   try {
     const { status, body } = await httpGet(adminPort, '/metrics', {});
     if (status !== 200) return undefined;
-    const mib = (name: string, label = ''): number | undefined => {
-      const line = body.split('\n').find((l) => l.startsWith(`portcullis_${name}${label} `));
-      return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1)) / 2 ** 20;
-    };
+    // One pass over the exposition: series text (name and labels) to value in MiB.
+    const values = new Map<string, number>();
+    for (const m of body.matchAll(/^portcullis_(\S+) (\S+)$/gm)) values.set(m[1]!, Number(m[2]) / 2 ** 20);
     const f = (v: number | undefined) => (v === undefined ? '?' : v.toFixed(1));
-    const all = [...body.matchAll(/^portcullis_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2]) / 2 ** 20] as const);
-    const spaces = all.filter(([, size]) => size >= 1).map(([space, size]) => `${space} ${size.toFixed(1)}`);
-    const size = (space: string) => all.find(([name]) => name === space)?.[1];
-    const old = size('old');
-    const external = mib('nodejs_external_memory_bytes');
-    const held = old === undefined || external === undefined ? undefined : old + (size('large_object') ?? 0) + external;
-    const line = `  heap ${f(mib('nodejs_heap_size_total_bytes'))} (used ${f(mib('nodejs_heap_size_used_bytes'))}), external ${f(mib('nodejs_external_memory_bytes'))} MiB; spaces ${spaces.join(', ')}`;
+    const space = (name: string) => values.get(`nodejs_heap_space_size_total_bytes{space="${name}"}`);
+    const spaces = [...values]
+      .map(([series, size]) => [/^nodejs_heap_space_size_total_bytes\{space="(\w+)"\}$/.exec(series)?.[1], size] as const)
+      .filter(([name, size]) => name !== undefined && size >= 1)
+      .map(([name, size]) => `${name} ${size.toFixed(1)}`);
+    const old = space('old');
+    const external = values.get('nodejs_external_memory_bytes');
+    const held = old === undefined || external === undefined ? undefined : old + (space('large_object') ?? 0) + external;
+    const line = `  heap ${f(values.get('nodejs_heap_size_total_bytes'))} (used ${f(values.get('nodejs_heap_size_used_bytes'))}), external ${f(external)} MiB; spaces ${spaces.join(', ')}`;
     return { line, held };
   } catch {
     return undefined;
@@ -189,22 +190,28 @@ async function sampleDuring<T>(run: Promise<T>, seconds: number, each: (t: numbe
  * long the run, so "run longer" could never settle it; a leak climbs at the same rate in both halves, a
  * plateau does not. The whole-window slope is still printed.
  */
-function verdict(what: string, series: ReadonlyArray<{ t: number; rss: number }>): string {
+function verdict(what: string, series: readonly Sample[]): string {
   if (series.length < 6) return `verdict (${what}): too short to judge (${series.length} samples; need 6, i.e. --soak ${5 * INTERVAL_S} or more)`;
   const split = Math.floor((series.length * 2) / 3);
-  const peakBefore = Math.max(...series.slice(0, split).map((s) => s.rss));
-  const peakEnd = Math.max(...series.slice(split).map((s) => s.rss));
+  const peakBefore = Math.max(...series.slice(0, split).map((s) => s.mib));
+  const peakEnd = Math.max(...series.slice(split).map((s) => s.mib));
   const growth = (peakEnd - peakBefore) / peakBefore;
   const perMinute = slopePerMinute(series.slice(Math.floor(series.length / 2)));
   const label = growth > FLAT_GROWTH ? 'GROWING' : perMinute > DRIFT_MIB_PER_MIN ? 'DRIFTING (run longer to tell a plateau from a leak)' : 'FLAT';
-  const low = Math.min(...series.map((s) => s.rss));
+  const low = Math.min(...series.map((s) => s.mib));
   return `verdict (${what}): ${label} — peak ${peakBefore.toFixed(1)} MiB to ${series[split]!.t} s, ${peakEnd.toFixed(1)} MiB after (${growth >= 0 ? '+' : ''}${(growth * 100).toFixed(1)}%), lowest ${low.toFixed(1)} MiB, slope over the second half ${perMinute.toFixed(2)} MiB/min (whole window ${slopePerMinute(series).toFixed(2)}); flat means the last third's peak ≤ +${FLAT_GROWTH * 100}% over the earlier peak and the second half's slope ≤ ${DRIFT_MIB_PER_MIN} MiB/min, over the measured window after warm-up`;
 }
 
-/** Least-squares slope of RSS over time, in MiB per minute. */
-function slopePerMinute(series: ReadonlyArray<{ t: number; rss: number }>): number {
+/** One reading of the measured window: seconds since it began, MiB of what is judged. */
+interface Sample {
+  readonly t: number;
+  readonly mib: number;
+}
+
+/** Least-squares slope over time, in MiB per minute. */
+function slopePerMinute(series: readonly Sample[]): number {
   const n = series.length;
   const meanT = series.reduce((a, s) => a + s.t, 0) / n;
-  const meanR = series.reduce((a, s) => a + s.rss, 0) / n;
-  return (60 * series.reduce((a, s) => a + (s.t - meanT) * (s.rss - meanR), 0)) / series.reduce((a, s) => a + (s.t - meanT) ** 2, 0);
+  const meanR = series.reduce((a, s) => a + s.mib, 0) / n;
+  return (60 * series.reduce((a, s) => a + (s.t - meanT) * (s.mib - meanR), 0)) / series.reduce((a, s) => a + (s.t - meanT) ** 2, 0);
 }
