@@ -8,12 +8,13 @@
  *
  *   node bench/annotate.ts DIR/callgrind-portcullis-distinct.out.1 --base DIR/callgrind-lean-verify-distinct.out.1 --requests 10000
  *
- * Self cost only (callgrind_annotate --inclusive=no): each instruction is counted once, in the function
- * that executed it, so the rows add up to the total.
+ * Self cost only: each instruction is counted once, in the function that executed it, so the rows add up
+ * to the total. The dump is read by the parser that splits the `--instructions` table's columns, so the
+ * two agree on what each function cost.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { selfCosts } from './lib/instructions.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -44,20 +45,18 @@ if (values.base === undefined) {
 
 /** Self instructions per request by function name, JIT frames named from the process's perf map. */
 function costs(path: string): Map<string, number> {
-  const pid = /^pid: (\d+)$/m.exec(readFileSync(path, 'utf8').slice(0, 4096))?.[1];
+  const text = readFileSync(path, 'utf8');
+  const pid = /^pid: (\d+)$/m.exec(text.slice(0, 4096))?.[1];
   const map = pid !== undefined && existsSync(`/tmp/perf-${pid}.map`) ? perfMap(`/tmp/perf-${pid}.map`) : undefined;
   if (map === undefined) console.error(`${path}: no /tmp/perf-${pid ?? '?'}.map, JIT frames stay 0x… (count with NODE_OPTIONS=--perf-basic-prof)`);
-  const text = execFileSync('callgrind_annotate', ['--threshold=100', '--inclusive=no', path], { encoding: 'utf8', maxBuffer: 256 << 20 });
   const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^\s*([\d,]+) \([\s\d.]+%\)\s+(.+?)(?: \[[^\]]*\])?$/.exec(line);
-    if (m === null) continue;
-    let name = m[2]!;
-    const address = /^\?\?\?:0x([0-9a-f]+)$/.exec(name)?.[1];
+  for (const [fn, ir] of selfCosts(text)) {
+    let name = fn;
+    const address = /^0x([0-9a-f]+)$/.exec(name)?.[1];
     if (address !== undefined && map !== undefined) name = `JIT ${map.lookup(parseInt(address, 16)) ?? 'unnamed'}`;
     // The same function in two processes: drop where the checkout lives and the line:column.
     name = name.replace(/file:\/\/\S*?\/(src|bench)\//, '$1/').replace(/\S*\/node_modules\//, '').replace(/:\d+:\d+$/, '');
-    out.set(name, (out.get(name) ?? 0) + Number(m[1]!.replaceAll(',', '')) / requests);
+    out.set(name, (out.get(name) ?? 0) + ir / requests);
   }
   return out;
 }

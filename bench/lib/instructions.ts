@@ -168,31 +168,50 @@ const JIT_SYMBOL = /v8::internal::(?:compiler::|maglev::|turboshaft::|Pipeline|O
  */
 const OPENSSL_SYMBOL = /^(?:[A-Z][A-Z0-9]*_\w|(?:bn|ossl|evp|rsa|rsaz|ec|ecp|ecx|ecdsa|sha\d+|x25519|ed25519|asn1|pkey|int_rsa|bin2bn|bn2binpad|getrn)(?:_|$)|\w*_block_data_order)/;
 
-/**
- * Self cost by function category in one callgrind dump. A function is named in full at its first `fn=(id)`
- * or `cfn=(id)` and by id after; the line after `calls=` is the callee's inclusive cost, not the caller's own.
- */
+/** Self cost by function category in one callgrind dump. */
 function splitCosts(text: string): { gc: number; jit: number; openssl: number } {
-  const names = new Map<string, string>();
-  let kind: 'gc' | 'jit' | 'openssl' | undefined;
-  let skipNext = false;
   const out = { gc: 0, jit: 0, openssl: 0 };
+  for (const [fn, ir] of selfCosts(text)) {
+    const kind = GC_SYMBOL.test(fn) ? 'gc' : JIT_SYMBOL.test(fn) ? 'jit' : OPENSSL_SYMBOL.test(fn) ? 'openssl' : undefined;
+    if (kind !== undefined) out[kind] += ir;
+  }
+  return out;
+}
+
+/**
+ * Self instructions by function name in one callgrind dump (the raw file, not callgrind_annotate's print,
+ * whose layout is not an interface). A function is named in full at its first `fn=(id)` or `cfn=(id)` and
+ * by id after; cost lines after `fn=` are that function's own, except the line after `calls=`, which is the
+ * callee's inclusive cost. Every instruction is counted once, so the values add up to the dump's total.
+ * Code without a symbol, such as V8's compiled JavaScript, is named by its address (`0x…`).
+ */
+export function selfCosts(text: string): Map<string, number> {
+  const names = new Map<string, string>();
+  const costs = new Map<string, number>();
+  let fn: string | undefined;
+  let own = 0;
+  let skipNext = false;
+  const flush = () => {
+    if (fn !== undefined && own !== 0) costs.set(fn, (costs.get(fn) ?? 0) + own);
+    own = 0;
+  };
   for (const line of text.split('\n')) {
     const c = line.charCodeAt(0);
     if (c >= 48 && c <= 57 || c === 43 || c === 45 || c === 42) {
       if (skipNext) skipNext = false;
-      else if (kind !== undefined) out[kind] += Number(line.slice(line.indexOf(' ') + 1));
+      else if (fn !== undefined) own += Number(line.slice(line.indexOf(' ') + 1));
     } else if (line.startsWith('fn=') || line.startsWith('cfn=')) {
       const m = /^c?fn=\((\d+)\)(?: (.*))?$/.exec(line);
       if (m === null) continue;
       if (m[2] !== undefined) names.set(m[1]!, m[2]);
       if (line.startsWith('fn=')) {
-        const fn = names.get(m[1]!) ?? '';
-        kind = GC_SYMBOL.test(fn) ? 'gc' : JIT_SYMBOL.test(fn) ? 'jit' : OPENSSL_SYMBOL.test(fn) ? 'openssl' : undefined;
+        flush();
+        fn = names.get(m[1]!) ?? `(${m[1]})`;
       }
     } else if (line.startsWith('calls=')) {
       skipNext = true;
     }
   }
-  return out;
+  flush();
+  return costs;
 }
