@@ -77,7 +77,8 @@ const HELP = `npm run bench -- [options]
   --warmup S         seconds of load before each measured run (default 1; 0: none)
   --connections N    wrk connections (default 50)
   --pool N           distinct tokens per file for the distinct/invalid scenarios (default: enough for one run)
-  --only LIST        contestants: ${CONTESTANTS.map((c) => c.id).join(', ')}
+  --only LIST        contestants: ${CONTESTANTS.filter((c) => c.optIn !== true).map((c) => c.id).join(', ')};
+                     measured only when named: ${CONTESTANTS.filter((c) => c.optIn === true).map((c) => c.id).join(', ')}
   --no-pin           do not pin processes to cores with taskset
   --no-install       do not apt-get install missing tools
   --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm,
@@ -255,7 +256,7 @@ process.exit(process.exitCode ?? 0);
 async function runInstructionsMode(): Promise<void> {
   // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
   // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
-  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
+  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-nursery16', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
   const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], UNDER_CALLGRIND, 'instruction-count mode (not one Node process)', 4);
   const { scenarios, requests, warmRequests } = plan;
@@ -528,7 +529,7 @@ async function runBench(): Promise<void> {
     const unknown = only.filter((id) => !CONTESTANTS.some((c) => c.id === id));
     if (unknown.length > 0) throw new Error(`unknown contestant ${unknown.join(', ')}`);
   }
-  const selected = CONTESTANTS.filter((c) => only === undefined || only.includes(c.id));
+  const selected = CONTESTANTS.filter((c) => (only === undefined ? c.optIn !== true : only.includes(c.id)));
   const baselines = selected.filter((c) => c.baseline);
   const authed = selected.filter((c) => !c.baseline);
 

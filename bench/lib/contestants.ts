@@ -61,6 +61,8 @@ export interface Contestant {
   readonly label: string;
   /** Baselines do not authenticate: measured once per round, scenario-independent. */
   readonly baseline: boolean;
+  /** Measured only when `--only` names it: a variant for an A/B, not a row of the default table. */
+  readonly optIn?: boolean;
   /** Why it cannot run this scenario here, or undefined. */
   unsupported(scenario: Scenario, ctx: BenchContext): string | undefined;
   start(scenario: Scenario, ctx: BenchContext): Promise<Running>;
@@ -216,11 +218,25 @@ function portcullisAudited(kind: AuditStoreKind): Contestant {
   };
 }
 
-function portcullis(workers: number, audit?: AuditStoreKind): Contestant {
-  const id = audit !== undefined ? `portcullis-audit-${audit}` : workers === 1 ? 'portcullis' : `portcullis-w${workers}`;
+/**
+ * Portcullis with V8's young generation capped at 2 × `mib` (`--max-semi-space-size`). Uncapped, V8 grows
+ * the nursery under load up to a limit it derives from the machine's memory (128 MiB on a 24 GiB machine),
+ * which is most of the proxy's RSS and the steps the forged-token soak sees. This row is the price of a
+ * lower, steadier ceiling, paired round by round with the uncapped row.
+ */
+function portcullisNursery(mib: number): Contestant {
+  return { ...portcullis(1, undefined, mib), optIn: true };
+}
+
+function portcullis(workers: number, audit?: AuditStoreKind, semiSpaceMib?: number): Contestant {
+  const id = audit !== undefined ? `portcullis-audit-${audit}` : semiSpaceMib !== undefined ? `portcullis-nursery${semiSpaceMib}` : workers === 1 ? 'portcullis' : `portcullis-w${workers}`;
   return {
     id,
-    label: audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'})` : workers === 1 ? 'Portcullis (1 process)' : `Portcullis --workers ${workers}`,
+    label:
+      audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'})`
+      : semiSpaceMib !== undefined ? `Portcullis, --max-semi-space-size=${semiSpaceMib}`
+      : workers === 1 ? 'Portcullis (1 process)'
+      : `Portcullis --workers ${workers}`,
     baseline: false,
     unsupported(_scenario, ctx) {
       if (workers > 1 && !ctx.workersFlag) return 'n/a (serve --workers not available)';
@@ -232,6 +248,7 @@ function portcullis(workers: number, audit?: AuditStoreKind): Contestant {
         `${id}-${scenario.id}`,
         process.execPath,
         (port) => [
+          ...(semiSpaceMib !== undefined ? [`--max-semi-space-size=${semiSpaceMib}`] : []),
           join(ctx.repo, 'src', 'cli', 'main.ts'),
           'serve',
           '-c',
@@ -298,6 +315,7 @@ export const CONTESTANTS: readonly Contestant[] = [
   nodeContestant('lean-verify', 'lean crypto.verify, no cache', 'lean-verify.ts', true),
   portcullis(1),
   portcullis(2),
+  portcullisNursery(16),
   portcullisAudited('sqlite'),
   portcullisAudited('postgres'),
   nodeContestant('fastify-jwt', 'fastify + @fastify/jwt', 'fastify-jwt.ts', true),
