@@ -84,7 +84,8 @@ const HELP = `npm run bench -- [options]
   --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm,
                      LogQL rewrite cost, audit append/verify rates, CEL evaluation)
   --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
-                     (at most 600 s), then S seconds measured, RSS every 10 s
+                     (at most 600 s), then S seconds measured, RSS every 10 s; --only picks the row
+                     (portcullis by default, or portcullis-nursery16[-pinned])
   --distinct N       soak: number of distinct tokens (default 100000)
   --soak-tokens K    soak: valid (default) or invalid (distinct bad signatures: rejections stay bounded)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames
@@ -233,6 +234,7 @@ try {
       connections,
       script,
       log,
+      contestant: opts.only ?? 'portcullis',
     });
   } else if (opts.profile !== undefined) {
     const [scenario] = selectScenarios(opts.profile);
@@ -256,7 +258,7 @@ process.exit(process.exitCode ?? 0);
 async function runInstructionsMode(): Promise<void> {
   // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
   // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
-  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-nursery16', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
+  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-nursery16', 'portcullis-nursery16-pinned', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
   const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], UNDER_CALLGRIND, 'instruction-count mode (not one Node process)', 4);
   const { scenarios, requests, warmRequests } = plan;

@@ -222,19 +222,25 @@ function portcullisAudited(kind: AuditStoreKind): Contestant {
  * Portcullis with V8's young generation capped at 2 × `mib` (`--max-semi-space-size`). Uncapped, V8 grows
  * the nursery under load up to a limit it derives from the machine's memory (128 MiB on a 24 GiB machine),
  * which is most of the proxy's RSS and the steps the forged-token soak sees. This row is the price of a
- * lower, steadier ceiling, paired round by round with the uncapped row.
+ * lower, steadier ceiling, paired round by round with the uncapped row. `pinned` also sets the minimum
+ * (`--min-semi-space-size`, which NODE_OPTIONS does not accept), so that V8 cannot shrink it either.
  */
-function portcullisNursery(mib: number): Contestant {
-  return { ...portcullis(1, undefined, mib), optIn: true };
+function portcullisNursery(mib: number, pinned: boolean): Contestant {
+  return { ...portcullis(1, undefined, { mib, pinned }), optIn: true };
 }
 
-function portcullis(workers: number, audit?: AuditStoreKind, semiSpaceMib?: number): Contestant {
-  const id = audit !== undefined ? `portcullis-audit-${audit}` : semiSpaceMib !== undefined ? `portcullis-nursery${semiSpaceMib}` : workers === 1 ? 'portcullis' : `portcullis-w${workers}`;
+function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: number; pinned: boolean }): Contestant {
+  const id =
+    audit !== undefined ? `portcullis-audit-${audit}`
+    : nursery !== undefined ? `portcullis-nursery${nursery.mib}${nursery.pinned ? '-pinned' : ''}`
+    : workers === 1 ? 'portcullis'
+    : `portcullis-w${workers}`;
+  const v8Flags = nursery === undefined ? [] : [`--max-semi-space-size=${nursery.mib}`, ...(nursery.pinned ? [`--min-semi-space-size=${nursery.mib}`] : [])];
   return {
     id,
     label:
       audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'})`
-      : semiSpaceMib !== undefined ? `Portcullis, --max-semi-space-size=${semiSpaceMib}`
+      : nursery !== undefined ? `Portcullis, ${v8Flags.join(' ')}`
       : workers === 1 ? 'Portcullis (1 process)'
       : `Portcullis --workers ${workers}`,
     baseline: false,
@@ -248,7 +254,7 @@ function portcullis(workers: number, audit?: AuditStoreKind, semiSpaceMib?: numb
         `${id}-${scenario.id}`,
         process.execPath,
         (port) => [
-          ...(semiSpaceMib !== undefined ? [`--max-semi-space-size=${semiSpaceMib}`] : []),
+          ...v8Flags,
           join(ctx.repo, 'src', 'cli', 'main.ts'),
           'serve',
           '-c',
@@ -315,7 +321,8 @@ export const CONTESTANTS: readonly Contestant[] = [
   nodeContestant('lean-verify', 'lean crypto.verify, no cache', 'lean-verify.ts', true),
   portcullis(1),
   portcullis(2),
-  portcullisNursery(16),
+  portcullisNursery(16, false),
+  portcullisNursery(16, true),
   portcullisAudited('sqlite'),
   portcullisAudited('postgres'),
   nodeContestant('fastify-jwt', 'fastify + @fastify/jwt', 'fastify-jwt.ts', true),

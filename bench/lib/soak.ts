@@ -22,6 +22,8 @@ export interface SoakOptions {
   readonly connections: number;
   readonly script: string;
   readonly log: (line: string) => void;
+  /** Which Portcullis row to soak (`--only`): `portcullis`, or a variant started with other V8 flags. */
+  readonly contestant: string;
 }
 
 const INTERVAL_S = 10;
@@ -37,6 +39,8 @@ const SETTLED = 0.02;
 const SETTLED_WINDOWS = 2;
 /** The warm-up never takes longer than this. */
 const MAX_WARMUP_S = 600;
+/** One process whose admin listener the soak reads: Portcullis, plain or with its young generation sized. */
+const SOAKABLE = new Set(['portcullis', 'portcullis-nursery16', 'portcullis-nursery16-pinned']);
 
 export async function runSoak(o: SoakOptions): Promise<void> {
   const key = o.ctx.keys.keys.RS256;
@@ -50,7 +54,8 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     o.log(`  ... ${(ms / 1000).toFixed(1)} s`);
   }
   const scenario = SCENARIOS.find((s) => s.id === (o.tokens === 'invalid' ? 'invalid' : 'distinct'))!;
-  const contestant = CONTESTANTS.find((c) => c.id === 'portcullis')!;
+  const contestant = CONTESTANTS.find((c) => c.id === o.contestant);
+  if (contestant === undefined || !SOAKABLE.has(o.contestant)) throw new Error(`--soak runs one of ${[...SOAKABLE].join(', ')}, not ${o.contestant}`);
   // The admin listener gives V8's own view beside RSS (prom-client's default metrics), so that a step in
   // RSS can be told apart: heap spaces growing, external memory (Buffers), or neither (the allocator).
   const adminPort = await freePort();
@@ -72,7 +77,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     };
     const rss = () => rssMiB(processTree(running.pid));
 
-    console.log(`soak: Portcullis (1 process) · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
+    console.log(`soak: ${contestant.label} · ${o.distinct} distinct ${o.tokens} RS256 tokens cycled · wrk -t1 -c${o.connections} · warm-up until RSS settles, then ${o.seconds} s · RSS every ${INTERVAL_S} s`);
     console.log(await warmUp(load, rss, () => sent, o.distinct));
 
     const series: Sample[] = [];
