@@ -84,8 +84,8 @@ const HELP = `npm run bench -- [options]
   --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm,
                      LogQL rewrite cost, audit append/verify rates, CEL evaluation)
   --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
-                     (at most 600 s), then S seconds measured, RSS every 10 s; --only picks the row
-                     (portcullis by default, or portcullis-nursery16[-pinned])
+                     (at most 600 s), then S seconds measured, RSS every 10 s; --only picks the row:
+                     ${CONTESTANTS.filter((c) => c.soakable === true).map((c) => c.id).join(', ')} (default portcullis)
   --distinct N       soak: number of distinct tokens (default 100000)
   --soak-tokens K    soak: valid (default) or invalid (distinct bad signatures: rejections stay bounded)
   --profile SCENARIO profile mode: node --cpu-prof on Portcullis under that scenario, top frames

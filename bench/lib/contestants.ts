@@ -63,6 +63,8 @@ export interface Contestant {
   readonly baseline: boolean;
   /** Measured only when `--only` names it: a variant for an A/B, not a row of the default table. */
   readonly optIn?: boolean;
+  /** One Portcullis process that `--soak` can run (its admin listener gives V8's heap beside RSS). */
+  readonly soakable?: boolean;
   /** Why it cannot run this scenario here, or undefined. */
   unsupported(scenario: Scenario, ctx: BenchContext): string | undefined;
   start(scenario: Scenario, ctx: BenchContext): Promise<Running>;
@@ -244,6 +246,7 @@ function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: nu
       : workers === 1 ? 'Portcullis (1 process)'
       : `Portcullis --workers ${workers}`,
     baseline: false,
+    soakable: workers === 1 && audit === undefined,
     unsupported(_scenario, ctx) {
       if (workers > 1 && !ctx.workersFlag) return 'n/a (serve --workers not available)';
       return undefined;

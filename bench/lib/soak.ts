@@ -39,10 +39,10 @@ const SETTLED = 0.02;
 const SETTLED_WINDOWS = 2;
 /** The warm-up never takes longer than this. */
 const MAX_WARMUP_S = 600;
-/** One process whose admin listener the soak reads: Portcullis, plain or with its young generation sized. */
-const SOAKABLE = new Set(['portcullis', 'portcullis-nursery16', 'portcullis-nursery16-pinned']);
 
 export async function runSoak(o: SoakOptions): Promise<void> {
+  const contestant = CONTESTANTS.find((c) => c.id === o.contestant && c.soakable === true);
+  if (contestant === undefined) throw new Error(`--soak runs one of ${CONTESTANTS.filter((c) => c.soakable === true).map((c) => c.id).join(', ')}, not ${o.contestant}`);
   const key = o.ctx.keys.keys.RS256;
   const file = join(o.ctx.dir, 'soak.tokens');
   const ttl = o.seconds + MAX_WARMUP_S + 3600;
@@ -54,8 +54,6 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     o.log(`  ... ${(ms / 1000).toFixed(1)} s`);
   }
   const scenario = SCENARIOS.find((s) => s.id === (o.tokens === 'invalid' ? 'invalid' : 'distinct'))!;
-  const contestant = CONTESTANTS.find((c) => c.id === o.contestant);
-  if (contestant === undefined || !SOAKABLE.has(o.contestant)) throw new Error(`--soak runs one of ${[...SOAKABLE].join(', ')}, not ${o.contestant}`);
   // The admin listener gives V8's own view beside RSS (prom-client's default metrics), so that a step in
   // RSS can be told apart: heap spaces growing, external memory (Buffers), or neither (the allocator).
   const adminPort = await freePort();
