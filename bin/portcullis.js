@@ -16,6 +16,7 @@ if (major >= 24) {
     process.stderr.write(`portcullis needs Node >= 24 (this is ${process.version}); run npm install first\n`);
     process.exit(2);
   }
-  const result = spawnSync(pinned, [main, ...process.argv.slice(2)], { stdio: 'inherit' });
+  // Node's own flags go along (`node --max-semi-space-size=16 bin/portcullis.js serve`, bench/README).
+  const result = spawnSync(pinned, [...process.execArgv, main, ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(result.status ?? 1);
 }
