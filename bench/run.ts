@@ -256,11 +256,8 @@ process.exit(process.exitCode ?? 0);
 // ---- instruction counts ---------------------------------------------------------------------------------
 
 async function runInstructionsMode(): Promise<void> {
-  // One Node process each, which callgrind can follow (not nginx, HAProxy or cluster workers).
-  // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
-  const UNDER_CALLGRIND = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-nursery16', 'portcullis-nursery16-pinned', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt']);
   if (tools.valgrind === undefined) throw new Error('--instructions needs valgrind (apt-get install valgrind)');
-  const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], UNDER_CALLGRIND, 'instruction-count mode (not one Node process)', 4);
+  const plan = await countPlan('distinct,invalid', ['passthrough', 'lean-verify', 'portcullis'], (c) => c.oneProcess === 'node', 'instruction-count mode (not one Node process)', 4);
   const { scenarios, requests, warmRequests } = plan;
   const started = Date.now();
   const rows = await runInstructions(plan);
@@ -276,10 +273,8 @@ async function runInstructionsMode(): Promise<void> {
 // ---- syscall counts -------------------------------------------------------------------------------------
 
 async function runSyscallsMode(): Promise<void> {
-  // One process each, whose threads strace can attach to (nginx's worker and cluster workers are children).
-  const ONE_PROCESS = new Set(['passthrough', 'lean-verify', 'portcullis', 'portcullis-audit-sqlite', 'portcullis-audit-postgres', 'fastify-jwt', 'express-jwt', 'haproxy']);
   if (!hasCommand('strace')) throw new Error('--syscalls needs strace (apt-get install strace)');
-  const plan = await countPlan('same', ['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy'], ONE_PROCESS, 'syscall-count mode (not one process)', 1);
+  const plan = await countPlan('same', ['passthrough', 'lean-verify', 'portcullis', 'fastify-jwt', 'express-jwt', 'haproxy'], (c) => c.oneProcess !== undefined, 'syscall-count mode (not one process)', 1);
   const { requests, warmRequests } = plan;
   const rows = await runSyscalls(plan);
   writeCounts(
@@ -297,14 +292,14 @@ async function runSyscallsMode(): Promise<void> {
 async function countPlan(
   defaultScenarios: string,
   defaultIds: readonly string[],
-  measurable: ReadonlySet<string>,
+  measurable: (c: Contestant) => boolean,
   why: string,
   warmFactor: number,
 ): Promise<CountPlan> {
   const scenarios = selectScenarios(opts.scenario === 'default' ? defaultScenarios : opts.scenario);
   const ids = opts.only?.split(',') ?? defaultIds;
-  for (const id of ids) if (!measurable.has(id)) log(`${id}: not measured in ${why}`);
-  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && measurable.has(c.id));
+  const contestants = CONTESTANTS.filter((c) => ids.includes(c.id) && measurable(c));
+  for (const id of ids) if (!contestants.some((c) => c.id === id)) log(`${id}: not measured in ${why}`);
   const requests = positive('requests', opts.requests);
   const warmRequests = warmFactor * requests;
   const files = await makeTokenFiles(scenarios, warmRequests + requests);

@@ -65,6 +65,12 @@ export interface Contestant {
   readonly optIn?: boolean;
   /** One Portcullis process that `--soak` can run (its admin listener gives V8's heap beside RSS). */
   readonly soakable?: boolean;
+  /**
+   * The row is one process, so the per-request modes can attach to it: `node` (one Node process, which
+   * callgrind can follow: `--instructions` and `--syscalls`) or `native` (`--syscalls` only). Absent for a
+   * process tree (nginx's worker, cluster workers).
+   */
+  readonly oneProcess?: 'node' | 'native';
   /** Why it cannot run this scenario here, or undefined. */
   unsupported(scenario: Scenario, ctx: BenchContext): string | undefined;
   start(scenario: Scenario, ctx: BenchContext): Promise<Running>;
@@ -97,6 +103,7 @@ function nodeContestant(id: string, label: string, file: string, auth: boolean):
     id,
     label,
     baseline: !auth,
+    oneProcess: 'node',
     unsupported(scenario) {
       if (id === 'express-jwt' && scenario.alg === 'EdDSA') return 'jsonwebtoken (express-jwt) has no EdDSA';
       if (auth && scenario.route === 'loki') return NO_LOGQL;
@@ -247,6 +254,8 @@ function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: nu
       : `Portcullis --workers ${workers}`,
     baseline: false,
     soakable: workers === 1 && audit === undefined,
+    // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
+    ...(workers === 1 ? { oneProcess: 'node' as const } : {}),
     unsupported(_scenario, ctx) {
       if (workers > 1 && !ctx.workersFlag) return 'n/a (serve --workers not available)';
       return undefined;
@@ -294,6 +303,7 @@ const haproxy: Contestant = {
   id: 'haproxy',
   label: 'HAProxy jwt_verify',
   baseline: false,
+  oneProcess: 'native',
   unsupported(scenario, ctx) {
     if (ctx.tools.haproxy === undefined) return 'haproxy not installed';
     if (scenario.route === 'loki') return NO_LOGQL;
