@@ -7,11 +7,14 @@
  * ES256 twice: with the bare key and the signature re-encoded as DER (what Portcullis does), and with
  * node's documented `{ key, dsaEncoding: 'ieee-p1363' }`, which on Node 24 costs two caught TypeErrors
  * per call (see src/auth/signature.ts). The gap between the two rows is that cost on this machine.
+ * PS256 twice for the same reason: with the `rsa-pss` key Portcullis derives (src/auth/rsa-pss-key.ts), and
+ * with `{ key, padding, saltLength }`.
  *
  *   node bench/crypto-verify.ts            (about 3 s)
  */
-import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
+import { constants, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import { toRsaPss } from '../src/auth/rsa-pss-key.ts';
 import { p1363ToDer } from '../src/auth/signature.ts';
 
 const ROUNDS = 5;
@@ -26,7 +29,7 @@ interface Case {
   readonly key: KeyObject;
   readonly good: Buffer;
   readonly forged: Buffer;
-  readonly options?: { dsaEncoding: 'ieee-p1363' };
+  readonly options?: { dsaEncoding: 'ieee-p1363' } | { padding: number; saltLength: number };
 }
 
 function cases(): Case[] {
@@ -39,8 +42,12 @@ function cases(): Case[] {
   const forgedEd = randomBytes(64);
   forgedEd[63]! &= 0x0f;
   const ecOptions = { dsaEncoding: 'ieee-p1363' } as const;
+  const pssOptions = { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST };
+  const pssGood = sign('sha256', input, { key: rsa.privateKey, ...pssOptions });
   return [
     { alg: 'RS256', digest: 'sha256', key: rsa.publicKey, good: sign('sha256', input, rsa.privateKey), forged: forgedRsa },
+    { alg: 'PS256', digest: 'sha256', key: toRsaPss(rsa.publicKey, 'sha256'), good: pssGood, forged: forgedRsa },
+    { alg: 'PS256 {padding}', digest: 'sha256', key: rsa.publicKey, good: pssGood, forged: forgedRsa, options: pssOptions },
     {
       alg: 'ES256',
       digest: 'sha256',
