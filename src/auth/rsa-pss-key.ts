@@ -38,12 +38,14 @@ const derived = new WeakMap<KeyObject, Partial<Record<PssHash, KeyObject>>>();
  * @throws when `key` is not an RSA public key (the caller has checked the key fits the algorithm).
  */
 export function rsaPssKeyFor(key: KeyObject, hash: PssHash): KeyObject {
-  let byHash = derived.get(key);
-  if (byHash === undefined) {
-    byHash = {};
-    derived.set(key, byHash);
-  }
-  return (byHash[hash] ??= toRsaPss(key, hash));
+  const byHash = derived.get(key);
+  const known = byHash?.[hash];
+  if (known !== undefined) return known;
+  // Derived before anything is stored: a key that cannot be (not RSA) leaves no entry behind.
+  const made = toRsaPss(key, hash);
+  if (byHash === undefined) derived.set(key, { [hash]: made });
+  else byHash[hash] = made;
+  return made;
 }
 
 /** A new `rsa-pss` KeyObject with `key`'s modulus and exponent, restricted to `hash` (RFC 4055 §3.1). */
