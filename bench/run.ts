@@ -40,6 +40,7 @@ import {
   waitForPort,
   freePort,
 } from './lib/procs.ts';
+import { describeProbes, probeHost } from './lib/host-speed.ts';
 import { checkTargets, formatTargets, markdownTable, summarize, textTable } from './lib/report.ts';
 import type { Row, Sample } from './lib/report.ts';
 import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
@@ -466,6 +467,7 @@ async function measure(c: Contestant, s: Scenario, files: TokenFiles, round: num
 
 async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round: number, row: Row): Promise<Sample> {
   await waitForQuiet(c.id);
+  const hostProbeMs = probeHost(process.execPath, cores.one);
   const running = await c.start(s, ctx);
   try {
     for (const note of await checkContestant(c, s, running, files)) row.notes.add(note);
@@ -504,6 +506,7 @@ async function measureOnce(c: Contestant, s: Scenario, files: TokenFiles, round:
       wrkCpuPercent: (100 * result.cpuSeconds) / result.seconds,
       nginxCpuPercent: (100 * nginxCpu) / result.seconds,
       foreignPercent: (100 * foreign) / result.seconds,
+      ...(hostProbeMs === undefined ? {} : { hostProbeMs }),
     };
     const expected401 = !c.baseline && s.expect === 401;
     if (!expected401 && result.non2xx > 0) row.notes.add(`${result.non2xx} non-2xx answers in run ${round}`);
@@ -580,6 +583,8 @@ async function runBench(): Promise<void> {
   }
   const elapsed = (Date.now() - started) / 1000;
 
+  const probes = rows.flatMap((r) => r.samples.flatMap((x) => (x.hostProbeMs === undefined ? [] : [x.hostProbeMs])));
+  const probeLine = describeProbes(probes, cores.one);
   const summaries = summarize(rows);
   const targets = checkTargets(rows, summaries);
   const table = textTable(summaries);
@@ -590,12 +595,13 @@ async function runBench(): Promise<void> {
   console.log('Targets (Portcullis, 1 process):');
   console.log(formatTargets(targets));
   console.log('');
+  if (probeLine !== undefined) console.log(probeLine);
   console.log(LEGEND);
   console.log(`measured in ${formatDuration(elapsed)} · ${command}`);
 
   const resultsDir = join(HERE, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const meta = { machine, command, scenarios: scenarios.map((s) => ({ id: s.id, title: s.title })), runs, duration, warmup, connections, pool, pinning: pinningEnabled() ? cores : false };
+  const meta = { machine, command, scenarios: scenarios.map((s) => ({ id: s.id, title: s.title })), runs, duration, warmup, connections, pool, pinning: pinningEnabled() ? cores : false, hostProbe: probeLine ?? null };
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ ...meta, summaries, targets, rows: rows.map((r) => ({ ...r, notes: [...r.notes] })) }, null, 2) + '\n');
   writeFileSync(
     join(resultsDir, 'latest.md'),
@@ -606,6 +612,7 @@ async function runBench(): Promise<void> {
       '',
       `Command: \`${command}\` — ${runs} interleaved runs × ${duration} s (+${warmup} s warm-up), wrk -t1 -c${connections}, medians. Scenarios: ${scenarios.map((s) => `\`${s.id}\` (${s.title})`).join(', ')}.`,
       '',
+      ...(probeLine === undefined ? [] : [`${probeLine}.`, '']),
       markdownTable(summaries),
       '',
       LEGEND,

@@ -24,6 +24,8 @@ export interface Sample {
   readonly nginxCpuPercent: number;
   /** CPU used meanwhile by processes that are not part of the bench, in % of one core. */
   readonly foreignPercent: number;
+  /** Milliseconds the host probe took just before the run (host-speed.ts), when it could run. */
+  readonly hostProbeMs?: number;
 }
 
 export interface Row {
