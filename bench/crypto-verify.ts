@@ -14,7 +14,7 @@
  */
 import { constants, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { toRsaPss } from '../src/auth/rsa-pss-key.ts';
+import { deriveRsaPssKey } from '../src/auth/rsa-pss-key.ts';
 import { p1363ToDer } from '../src/auth/signature.ts';
 
 const ROUNDS = 5;
@@ -46,7 +46,7 @@ function cases(): Case[] {
   const pssGood = sign('sha256', input, { key: rsa.privateKey, ...pssOptions });
   return [
     { alg: 'RS256', digest: 'sha256', key: rsa.publicKey, good: sign('sha256', input, rsa.privateKey), forged: forgedRsa },
-    { alg: 'PS256', digest: 'sha256', key: toRsaPss(rsa.publicKey, 'sha256'), good: pssGood, forged: forgedRsa },
+    { alg: 'PS256', digest: 'sha256', key: deriveRsaPssKey(rsa.publicKey, 'sha256'), good: pssGood, forged: forgedRsa },
     { alg: 'PS256 {padding}', digest: 'sha256', key: rsa.publicKey, good: pssGood, forged: forgedRsa, options: pssOptions },
     {
       alg: 'ES256',

@@ -22,7 +22,7 @@ const HASHES: Record<PssHash, { readonly oid: string; readonly saltLength: numbe
 const ID_RSASSA_PSS = '2a864886f70d01010a'; // 1.2.840.113549.1.1.10
 const ID_MGF1 = '2a864886f70d010108'; // 1.2.840.113549.1.1.8
 
-/** The SubjectPublicKeyInfo AlgorithmIdentifier for one hash, built once per hash. */
+/** Every derivation for a hash reuses its AlgorithmIdentifier, so it is encoded once. */
 const algorithmIdentifiers = new Map<PssHash, Buffer>();
 
 /**
@@ -36,48 +36,52 @@ const derived = new WeakMap<KeyObject, Partial<Record<PssHash, KeyObject>>>();
  * and kept for as long as `key` lives.
  *
  * @throws when `key` is not an RSA public key (the caller has checked the key fits the algorithm).
+ * @example
+ *   verify('sha256', signingInput, getRsaPssKey(rsaPublicKey, 'sha256'), signature); // PS256
  */
-export function rsaPssKeyFor(key: KeyObject, hash: PssHash): KeyObject {
+export function getRsaPssKey(key: KeyObject, hash: PssHash): KeyObject {
   const byHash = derived.get(key);
   const known = byHash?.[hash];
   if (known !== undefined) return known;
   // Derived before anything is stored: a key that cannot be (not RSA) leaves no entry behind.
-  const made = toRsaPss(key, hash);
+  const made = deriveRsaPssKey(key, hash);
   if (byHash === undefined) derived.set(key, { [hash]: made });
   else byHash[hash] = made;
   return made;
 }
 
 /** A new `rsa-pss` KeyObject with `key`'s modulus and exponent, restricted to `hash` (RFC 4055 §3.1). */
-export function toRsaPss(key: KeyObject, hash: PssHash): KeyObject {
+export function deriveRsaPssKey(key: KeyObject, hash: PssHash): KeyObject {
   const rsaPublicKey = key.export({ type: 'pkcs1', format: 'der' });
-  const spki = der(0x30, algorithmIdentifier(hash), der(0x03, Buffer.of(0), rsaPublicKey));
+  const spki = encodeTlv(0x30, encodeAlgorithmIdentifier(hash), encodeTlv(0x03, Buffer.of(0), rsaPublicKey));
   return createPublicKey({ key: spki, format: 'der', type: 'spki' });
 }
 
 /** AlgorithmIdentifier { id-RSASSA-PSS, RSASSA-PSS-params { hash, MGF1(hash), saltLength } }; trailerField is the default. */
-export function algorithmIdentifier(hash: PssHash): Buffer {
+export function encodeAlgorithmIdentifier(hash: PssHash): Buffer {
   let cached = algorithmIdentifiers.get(hash);
   if (cached === undefined) {
     const { oid, saltLength } = HASHES[hash];
     // The hash's parameters as NULL, as OpenSSL writes them (RFC 4055 §2.1 has readers accept NULL or absent).
-    const hashAlgorithm = der(0x30, der(0x06, Buffer.from(oid, 'hex')), Buffer.of(0x05, 0x00));
-    const maskGenAlgorithm = der(0x30, der(0x06, Buffer.from(ID_MGF1, 'hex')), hashAlgorithm);
-    const params = der(0x30, der(0xa0, hashAlgorithm), der(0xa1, maskGenAlgorithm), der(0xa2, der(0x02, Buffer.of(saltLength))));
-    cached = der(0x30, der(0x06, Buffer.from(ID_RSASSA_PSS, 'hex')), params);
+    const hashAlgorithm = encodeTlv(0x30, encodeTlv(0x06, Buffer.from(oid, 'hex')), Buffer.of(0x05, 0x00));
+    const maskGenAlgorithm = encodeTlv(0x30, encodeTlv(0x06, Buffer.from(ID_MGF1, 'hex')), hashAlgorithm);
+    const params = encodeTlv(0x30, encodeTlv(0xa0, hashAlgorithm), encodeTlv(0xa1, maskGenAlgorithm), encodeTlv(0xa2, encodeTlv(0x02, Buffer.of(saltLength))));
+    cached = encodeTlv(0x30, encodeTlv(0x06, Buffer.from(ID_RSASSA_PSS, 'hex')), params);
     algorithmIdentifiers.set(hash, cached);
   }
   return cached;
 }
 
 /** One DER TLV (X.690 8.1): `tag`, the definite length (short or long form), the concatenated contents. */
-function der(tag: number, ...contents: Buffer[]): Buffer {
+function encodeTlv(tag: number, ...contents: Buffer[]): Buffer {
   const body = Buffer.concat(contents);
   const n = body.length;
   let length: Buffer;
   if (n < 0x80) length = Buffer.of(n);
   else if (n < 0x100) length = Buffer.of(0x81, n);
   else if (n < 0x10000) length = Buffer.of(0x82, n >> 8, n & 0xff);
-  else length = Buffer.of(0x83, n >> 16, (n >> 8) & 0xff, n & 0xff);
+  else if (n < 0x1000000) length = Buffer.of(0x83, n >> 16, (n >> 8) & 0xff, n & 0xff);
+  // Unreachable for a public key (a 16384-bit modulus is 2 KiB); refused rather than mis-encoded.
+  else throw new RangeError(`DER contents of ${n} bytes`);
   return Buffer.concat([Buffer.of(tag), length, body]);
 }

@@ -13,10 +13,11 @@
  * (rsa-pss-key.ts) instead of `{ padding, saltLength }`.
  */
 import { createHmac, timingSafeEqual, verify } from 'node:crypto';
-import { rsaPssKeyFor } from './rsa-pss-key.ts';
+import { getRsaPssKey } from './rsa-pss-key.ts';
 import type { LoadedKey } from './static-keys.ts';
 
-const HASH: Record<string, 'sha256' | 'sha384' | 'sha512'> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
+// A Map, not an object literal: a suffix such as `constructor` must find nothing, not Object.prototype's.
+const HASH = new Map<string, 'sha256' | 'sha384' | 'sha512'>([['256', 'sha256'], ['384', 'sha384'], ['512', 'sha512']]);
 
 /** Bytes of r and of s in a JWS ECDSA signature, by alg (RFC 7518 §3.4: the curve's order size). */
 const EC_SCALAR_BYTES: Record<string, number> = { ES256: 32, ES384: 48, ES512: 66 };
@@ -28,13 +29,13 @@ const EC_SCALAR_BYTES: Record<string, number> = { ES256: 32, ES384: 48, ES512: 6
 export function verifySignature(data: Buffer, signature: Buffer, key: LoadedKey, alg: string): boolean {
   try {
     const family = alg.slice(0, 2);
-    const hash = HASH[alg.slice(2)];
+    const hash = HASH.get(alg.slice(2));
     switch (family) {
       case 'RS':
         return hash !== undefined && verify(hash, data, key.key, signature);
       case 'PS':
         // RFC 7518 §3.5: MGF1 with the same hash, salt length equal to the hash output; the derived key says so.
-        return hash !== undefined && verify(hash, data, rsaPssKeyFor(key.key, hash), signature);
+        return hash !== undefined && verify(hash, data, getRsaPssKey(key.key, hash), signature);
       case 'ES': {
         // RFC 7518 §3.4: R || S, fixed length (IEEE P1363), not DER.
         const size = EC_SCALAR_BYTES[alg];

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants, generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { algorithmIdentifier, rsaPssKeyFor, toRsaPss } from '../../src/auth/rsa-pss-key.ts';
+import { deriveRsaPssKey, encodeAlgorithmIdentifier, getRsaPssKey } from '../../src/auth/rsa-pss-key.ts';
 import type { PssHash } from '../../src/auth/rsa-pss-key.ts';
 import { verifySignature } from '../../src/auth/signature.ts';
 import type { LoadedKey } from '../../src/auth/static-keys.ts';
@@ -20,6 +20,7 @@ const CASES = [
 ] as const;
 
 const RSA_2048 = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const RSA_4096 = generateKeyPairSync('rsa', { modulusLength: 4096 });
 
 function loaded(key: KeyObject): LoadedKey {
   return { kid: undefined, alg: undefined, key, kind: 'public', source: 'test' };
@@ -54,11 +55,11 @@ for (const { alg, hash, bytes } of CASES) {
     const saltLength = bytes as unknown as string;
     const generated = generateKeyPairSync('rsa-pss', { modulusLength: 1024, hashAlgorithm: hash, mgf1HashAlgorithm: hash, saltLength });
     const spki = generated.publicKey.export({ type: 'spki', format: 'der' });
-    assert.deepEqual(algorithmIdentifier(hash), firstElement(spki));
+    assert.deepEqual(encodeAlgorithmIdentifier(hash), firstElement(spki));
   });
 
   test(`${alg}: the derived key keeps the modulus and exponent and carries the JWS parameters`, () => {
-    const derived = toRsaPss(RSA_2048.publicKey, hash);
+    const derived = deriveRsaPssKey(RSA_2048.publicKey, hash);
     assert.equal(derived.asymmetricKeyType, 'rsa-pss');
     assert.deepEqual(derived.asymmetricKeyDetails, {
       ...RSA_2048.publicKey.asymmetricKeyDetails,
@@ -73,7 +74,7 @@ for (const { alg, hash, bytes } of CASES) {
 
   for (const modulusLength of [2048, 4096]) {
     test(`${alg}, ${modulusLength}-bit key: same verdicts as node's options path, for every salt length and tampering`, () => {
-      const { publicKey, privateKey } = modulusLength === 2048 ? RSA_2048 : generateKeyPairSync('rsa', { modulusLength });
+      const { publicKey, privateKey } = modulusLength === 2048 ? RSA_2048 : RSA_4096;
       const key = loaded(publicKey);
       const data = randomBytes(300);
       const good = pssSign(hash, data, privateKey, bytes);
@@ -104,16 +105,23 @@ for (const { alg, hash, bytes } of CASES) {
   }
 }
 
-test('rsaPssKeyFor derives once per key and hash', () => {
-  const a = rsaPssKeyFor(RSA_2048.publicKey, 'sha256');
-  assert.equal(rsaPssKeyFor(RSA_2048.publicKey, 'sha256'), a);
-  const b = rsaPssKeyFor(RSA_2048.publicKey, 'sha384');
+test('getRsaPssKey derives once per key and hash, and each derived key verifies its own hash only', () => {
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const a = getRsaPssKey(publicKey, 'sha256');
+  assert.equal(getRsaPssKey(publicKey, 'sha256'), a);
+  const b = getRsaPssKey(publicKey, 'sha384');
   assert.notEqual(b, a);
+  assert.equal(getRsaPssKey(publicKey, 'sha256'), a, 'a second hash keeps the first');
+  assert.equal(getRsaPssKey(publicKey, 'sha384'), b);
   assert.equal(b.asymmetricKeyDetails?.hashAlgorithm, 'sha384');
+  const data = randomBytes(100);
+  const ps384 = pssSign('sha384', data, privateKey, 48);
+  assert.equal(verifySignature(data, ps384, loaded(publicKey), 'PS384'), true);
+  assert.equal(verifySignature(data, ps384, loaded(publicKey), 'PS256'), false);
 });
 
-test('a PS algorithm with a key that is not RSA is refused without throwing', () => {
+test('a key that is not RSA cannot be derived, and PS verification with it is refused without throwing', () => {
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const data = randomBytes(32);
-  assert.equal(verifySignature(data, randomBytes(256), loaded(ec.publicKey), 'PS256'), false);
+  assert.throws(() => getRsaPssKey(ec.publicKey, 'sha256'));
+  assert.equal(verifySignature(randomBytes(32), randomBytes(256), loaded(ec.publicKey), 'PS256'), false);
 });
