@@ -40,7 +40,7 @@ import {
   waitForPort,
   freePort,
 } from './lib/procs.ts';
-import { describeProbes, probeHost } from './lib/host-speed.ts';
+import { describeProbes, probeHost, summarizeProbes } from './lib/host-speed.ts';
 import { checkTargets, formatTargets, markdownTable, summarize, textTable } from './lib/report.ts';
 import type { Row, Sample } from './lib/report.ts';
 import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
@@ -584,7 +584,8 @@ async function runBench(): Promise<void> {
   const elapsed = (Date.now() - started) / 1000;
 
   const probes = rows.flatMap((r) => r.samples.flatMap((x) => (x.hostProbeMs === undefined ? [] : [x.hostProbeMs])));
-  const probeLine = describeProbes(probes, cores.one);
+  const probeSummary = summarizeProbes(probes);
+  const probeLine = probeSummary === undefined ? undefined : describeProbes(probeSummary, cores.one);
   const summaries = summarize(rows);
   const targets = checkTargets(rows, summaries);
   const table = textTable(summaries);
@@ -601,7 +602,7 @@ async function runBench(): Promise<void> {
 
   const resultsDir = join(HERE, 'results');
   mkdirSync(resultsDir, { recursive: true });
-  const meta = { machine, command, scenarios: scenarios.map((s) => ({ id: s.id, title: s.title })), runs, duration, warmup, connections, pool, pinning: pinningEnabled() ? cores : false, hostProbe: probeLine ?? null };
+  const meta = { machine, command, scenarios: scenarios.map((s) => ({ id: s.id, title: s.title })), runs, duration, warmup, connections, pool, pinning: pinningEnabled() ? cores : false, hostProbe: probeSummary ?? null };
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify({ ...meta, summaries, targets, rows: rows.map((r) => ({ ...r, notes: [...r.notes] })) }, null, 2) + '\n');
   writeFileSync(
     join(resultsDir, 'latest.md'),

@@ -68,7 +68,8 @@ export interface Contestant {
   /**
    * The row is one process, so the per-request modes can attach to it: `node` (one Node process, which
    * callgrind can follow: `--instructions` and `--syscalls`) or `native` (`--syscalls` only). Absent for a
-   * process tree (nginx's worker, cluster workers).
+   * process tree (nginx's worker, cluster workers). Threads count: the audited rows' counts include their
+   * SQLite write thread, but not PostgreSQL's server, another process.
    */
   readonly oneProcess?: 'node' | 'native';
   /** Why it cannot run this scenario here, or undefined. */
@@ -254,7 +255,6 @@ function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: nu
       : `Portcullis --workers ${workers}`,
     baseline: false,
     soakable: workers === 1 && audit === undefined,
-    // The audited rows count their writer thread too; PostgreSQL's server is another process and is not counted.
     ...(workers === 1 ? { oneProcess: 'node' as const } : {}),
     unsupported(_scenario, ctx) {
       if (workers > 1 && !ctx.workersFlag) return 'n/a (serve --workers not available)';

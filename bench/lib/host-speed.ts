@@ -9,6 +9,7 @@
  * request of the same row's fast run); the spread over the whole bench says whether the host was steady.
  */
 import { runSync } from './procs.ts';
+import { median } from './report.ts';
 
 /**
  * SHA-256 over 4 MiB and 3000 JSON round trips, three times after one warm-up, timed inside the child so
@@ -46,16 +47,32 @@ export function probeHost(node: string, core: string | undefined): number | unde
   return result.status === 0 && Number.isFinite(ms) && ms > 0 ? ms : undefined;
 }
 
-/** One line on the probes of a whole bench, or undefined without any. */
-export function describeProbes(probes: readonly number[], core: string | undefined): string | undefined {
+export interface ProbeSummary {
+  readonly fastestMs: number;
+  readonly medianMs: number;
+  readonly slowestMs: number;
+  /** Runs whose probe took SLOW_HOST_FACTOR or more times the fastest. */
+  readonly slowed: number;
+  readonly runs: number;
+}
+
+/** The probes of a whole bench, or undefined without any. */
+export function summarizeProbes(probes: readonly number[]): ProbeSummary | undefined {
   if (probes.length === 0) return undefined;
-  const sorted = [...probes].sort((a, b) => a - b);
-  const fastest = sorted[0]!;
-  const slowest = sorted[sorted.length - 1]!;
-  const median = sorted[Math.floor(sorted.length / 2)]!;
-  const slowed = probes.filter((p) => p >= SLOW_HOST_FACTOR * fastest).length;
+  const fastestMs = Math.min(...probes);
+  return {
+    fastestMs,
+    medianMs: median(probes),
+    slowestMs: Math.max(...probes),
+    slowed: probes.filter((p) => p >= SLOW_HOST_FACTOR * fastestMs).length,
+    runs: probes.length,
+  };
+}
+
+/** One line for the table's header. */
+export function describeProbes(s: ProbeSummary, core: string | undefined): string {
   return (
-    `Host probe (a fixed workload${core === undefined ? '' : ` on core ${core}`}, before each run): fastest ${fastest.toFixed(1)} ms, ` +
-    `median ${median.toFixed(1)}, slowest ${slowest.toFixed(1)} (${(slowest / fastest).toFixed(2)}×); ${slowed} of ${probes.length} runs began at ≥ ${SLOW_HOST_FACTOR}× the fastest`
+    `Host probe (a fixed workload${core === undefined ? '' : ` on core ${core}`}, before each run): fastest ${s.fastestMs.toFixed(1)} ms, ` +
+    `median ${s.medianMs.toFixed(1)}, slowest ${s.slowestMs.toFixed(1)} (${(s.slowestMs / s.fastestMs).toFixed(2)}×); ${s.slowed} of ${s.runs} runs began at ≥ ${SLOW_HOST_FACTOR}× the fastest`
   );
 }
