@@ -59,8 +59,8 @@ import { runWrk, writeWrkScript } from './lib/wrk.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = dirname(HERE);
-/** Seconds a measured run costs beyond warm-up + duration (start, checks, stop), for the estimate. */
-const OVERHEAD_S = 1.0;
+/** Seconds a measured run costs beyond warm-up + duration (host probe ~0.15, start, checks, stop), for the estimate. */
+const OVERHEAD_S = 1.15;
 /** Background CPU (other processes, in % of one core) above which a run is measured again, once. */
 const NOISY_PERCENT = 25;
 /** Background CPU below which a run may start. */
