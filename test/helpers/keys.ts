@@ -7,6 +7,7 @@
 import { X509Certificate, constants, createHmac, createSecretKey, generateKeyPair, randomBytes, randomUUID, sign } from 'node:crypto';
 import type { JsonWebKey, KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import type { LoadedKey } from '../../src/auth/static-keys.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -219,4 +220,9 @@ function utcTime(date: Date): Buffer {
   const iso = date.toISOString(); // 2025-01-02T03:04:05.678Z -> 250102030405Z
   const text = iso.slice(2, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(11, 13) + iso.slice(14, 16) + iso.slice(17, 19) + 'Z';
   return tlv(0x17, Buffer.from(text));
+}
+
+/** A KeyObject as the key sources hand it to the verifier (source `test`). */
+export function loadedKey(key: KeyObject, kid?: string, alg?: string): LoadedKey {
+  return { key, kid, alg, kind: key.type === 'secret' ? 'secret' : 'public', source: 'test' };
 }

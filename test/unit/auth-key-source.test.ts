@@ -10,10 +10,8 @@ import { keyFitsAlgorithm, SUPPORTED_ALGORITHMS } from '../../src/auth/algorithm
 import { createKeySource, pickKey } from '../../src/auth/key-source.ts';
 import type { LoadedKey } from '../../src/auth/static-keys.ts';
 import { isProxyError } from '../../src/errors.ts';
+import { loadedKey } from '../helpers/keys.ts';
 
-function loaded(key: KeyObject, kid?: string, alg?: string): LoadedKey {
-  return { key, kid, alg, kind: key.type === 'secret' ? 'secret' : 'public', source: 'test' };
-}
 
 const KEYS: Record<string, KeyObject> = {};
 
@@ -68,16 +66,16 @@ interface PickCase {
 }
 
 const PICKS: PickCase[] = [
-  { name: 'by kid', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b')], header: { alg: 'RS256', kid: 'b' }, want: 'b' },
-  { name: 'kid of a key of another family is not used (HS256 with the RSA kid)', keys: () => [loaded(KEYS.rsa2048!, 'a')], header: { alg: 'HS256', kid: 'a' }, want: 'none' },
-  { name: 'kid of a key whose declared alg differs', keys: () => [loaded(KEYS.rsa2048!, 'a', 'RS256')], header: { alg: 'PS256', kid: 'a' }, want: 'none' },
-  { name: 'ES384 never gets a P-256 key with the right kid', keys: () => [loaded(KEYS.p256!, 'e')], header: { alg: 'ES384', kid: 'e' }, want: 'none' },
-  { name: 'no kid, one key of the family', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.p256!, 'e')], header: { alg: 'ES256' }, want: 'e' },
-  { name: 'no kid, two keys of the family: ambiguous', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b')], header: { alg: 'RS256' }, want: 'ambiguous:2' },
-  { name: 'unknown kid falls back to the single key without kid', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.p256!)], header: { alg: 'ES256', kid: 'zz' }, want: 'undefined' },
-  { name: 'unknown kid does not fall back to a key that has another kid', keys: () => [loaded(KEYS.p256!, 'e')], header: { alg: 'ES256', kid: 'zz' }, want: 'none' },
-  { name: 'duplicate kid of the same family: ambiguous', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'a')], header: { alg: 'RS256', kid: 'a' }, want: 'ambiguous:2' },
-  { name: 'same kid on two families is resolved by alg', keys: () => [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.secret32!, 'a')], header: { alg: 'HS256', kid: 'a' }, want: 'a:secret' },
+  { name: 'by kid', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.rsa2048!, 'b')], header: { alg: 'RS256', kid: 'b' }, want: 'b' },
+  { name: 'kid of a key of another family is not used (HS256 with the RSA kid)', keys: () => [loadedKey(KEYS.rsa2048!, 'a')], header: { alg: 'HS256', kid: 'a' }, want: 'none' },
+  { name: 'kid of a key whose declared alg differs', keys: () => [loadedKey(KEYS.rsa2048!, 'a', 'RS256')], header: { alg: 'PS256', kid: 'a' }, want: 'none' },
+  { name: 'ES384 never gets a P-256 key with the right kid', keys: () => [loadedKey(KEYS.p256!, 'e')], header: { alg: 'ES384', kid: 'e' }, want: 'none' },
+  { name: 'no kid, one key of the family', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.p256!, 'e')], header: { alg: 'ES256' }, want: 'e' },
+  { name: 'no kid, two keys of the family: ambiguous', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.rsa2048!, 'b')], header: { alg: 'RS256' }, want: 'ambiguous:2' },
+  { name: 'unknown kid falls back to the single key without kid', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.p256!)], header: { alg: 'ES256', kid: 'zz' }, want: 'undefined' },
+  { name: 'unknown kid does not fall back to a key that has another kid', keys: () => [loadedKey(KEYS.p256!, 'e')], header: { alg: 'ES256', kid: 'zz' }, want: 'none' },
+  { name: 'duplicate kid of the same family: ambiguous', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.rsa2048!, 'a')], header: { alg: 'RS256', kid: 'a' }, want: 'ambiguous:2' },
+  { name: 'same kid on two families is resolved by alg', keys: () => [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.secret32!, 'a')], header: { alg: 'HS256', kid: 'a' }, want: 'a:secret' },
 ];
 
 for (const c of PICKS) {
@@ -94,7 +92,7 @@ for (const c of PICKS) {
 }
 
 test('createKeySource: remembered picks answer exactly as pickKey for any sequence of headers', () => {
-  const keys = [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b'), loaded(KEYS.secret32!, 'a'), loaded(KEYS.p256!)];
+  const keys = [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.rsa2048!, 'b'), loadedKey(KEYS.secret32!, 'a'), loadedKey(KEYS.p256!)];
   const source = createKeySource({ staticKeys: keys });
   // Repeats, alg switches under one kid, kid present then absent: each must not reuse the previous pick.
   const sequence = [
@@ -111,7 +109,7 @@ test('createKeySource: remembered picks answer exactly as pickKey for any sequen
 });
 
 test('createKeySource (static only): ready, synchronous hits, KEY_UNKNOWN with a detail for misses', () => {
-  const source = createKeySource({ staticKeys: [loaded(KEYS.rsa2048!, 'a'), loaded(KEYS.rsa2048!, 'b')] });
+  const source = createKeySource({ staticKeys: [loadedKey(KEYS.rsa2048!, 'a'), loadedKey(KEYS.rsa2048!, 'b')] });
   assert.deepEqual(source.status(), { ready: true, keyCount: 2, lastSuccessAt: undefined, lastError: undefined, kids: ['a', 'b'] });
   const hit = source.getKey({ alg: 'RS256', kid: 'a' });
   assert.ok(!(hit instanceof Promise), 'a known key is returned synchronously');

@@ -11,7 +11,7 @@ import type { KeyObject } from 'node:crypto';
 import { deriveRsaPssKey, encodeAlgorithmIdentifier, getRsaPssKey } from '../../src/auth/rsa-pss-key.ts';
 import type { PssHash } from '../../src/auth/rsa-pss-key.ts';
 import { verifySignature } from '../../src/auth/signature.ts';
-import type { LoadedKey } from '../../src/auth/static-keys.ts';
+import { loadedKey } from '../helpers/keys.ts';
 
 const CASES = [
   { alg: 'PS256', hash: 'sha256', bytes: 32 },
@@ -22,9 +22,6 @@ const CASES = [
 const RSA_2048 = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const RSA_4096 = generateKeyPairSync('rsa', { modulusLength: 4096 });
 
-function loaded(key: KeyObject): LoadedKey {
-  return { kid: undefined, alg: undefined, key, kind: 'public', source: 'test' };
-}
 
 /** node's verdict with the options object: what Portcullis did before the derived key. */
 function nodeSays(hash: PssHash, data: Buffer, key: KeyObject, signature: Buffer): boolean {
@@ -75,7 +72,7 @@ for (const { alg, hash, bytes } of CASES) {
   for (const modulusLength of [2048, 4096]) {
     test(`${alg}, ${modulusLength}-bit key: same verdicts as node's options path, for every salt length and tampering`, () => {
       const { publicKey, privateKey } = modulusLength === 2048 ? RSA_2048 : RSA_4096;
-      const key = loaded(publicKey);
+      const key = loadedKey(publicKey);
       const data = randomBytes(300);
       const good = pssSign(hash, data, privateKey, bytes);
       assert.equal(verifySignature(data, good, key, alg), true);
@@ -116,12 +113,12 @@ test('getRsaPssKey derives once per key and hash, and each derived key verifies 
   assert.equal(b.asymmetricKeyDetails?.hashAlgorithm, 'sha384');
   const data = randomBytes(100);
   const ps384 = pssSign('sha384', data, privateKey, 48);
-  assert.equal(verifySignature(data, ps384, loaded(publicKey), 'PS384'), true);
-  assert.equal(verifySignature(data, ps384, loaded(publicKey), 'PS256'), false);
+  assert.equal(verifySignature(data, ps384, loadedKey(publicKey), 'PS384'), true);
+  assert.equal(verifySignature(data, ps384, loadedKey(publicKey), 'PS256'), false);
 });
 
 test('a key that is not RSA cannot be derived, and PS verification with it is refused without throwing', () => {
   const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   assert.throws(() => getRsaPssKey(ec.publicKey, 'sha256'));
-  assert.equal(verifySignature(randomBytes(32), randomBytes(256), loaded(ec.publicKey), 'PS256'), false);
+  assert.equal(verifySignature(randomBytes(32), randomBytes(256), loadedKey(ec.publicKey), 'PS256'), false);
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { p1363ToDer, verifySignature } from '../../src/auth/signature.ts';
-import type { LoadedKey } from '../../src/auth/static-keys.ts';
+import { loadedKey } from '../helpers/keys.ts';
 
 const CASES = [
   { alg: 'ES256', curve: 'P-256', hash: 'sha256', size: 32 },
@@ -16,9 +16,6 @@ const CASES = [
   { alg: 'ES512', curve: 'P-521', hash: 'sha512', size: 66 },
 ] as const;
 
-function loaded(key: KeyObject): LoadedKey {
-  return { kid: undefined, alg: undefined, key, kind: 'public', source: 'test' };
-}
 
 function nodeSays(hash: string, data: Buffer, key: KeyObject, signature: Buffer): boolean {
   return verify(hash, data, { key, dsaEncoding: 'ieee-p1363' }, signature);
@@ -27,7 +24,7 @@ function nodeSays(hash: string, data: Buffer, key: KeyObject, signature: Buffer)
 for (const { alg, curve, hash, size } of CASES) {
   test(`${alg}: valid signatures verify, including r or s with leading zeros or the top bit set`, () => {
     const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: curve });
-    const key = loaded(publicKey);
+    const key = loadedKey(publicKey);
     // P-521's order is 521 bits, so its first byte is 0 or 1: no top bit, leading zeros common. A zero
     // first byte comes once in 256 signatures: 6000 draws miss one with a probability of about 1e-10.
     const wanted = new Set(['r00', 's00', ...(size === 66 ? [] : ['r80', 's80'])]);
@@ -49,7 +46,7 @@ for (const { alg, curve, hash, size } of CASES) {
 
   test(`${alg}: forged shapes are refused as node refuses them, without throwing`, () => {
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
-    const key = loaded(publicKey);
+    const key = loadedKey(publicKey);
     const data = randomBytes(64);
     const forged = [
       Buffer.alloc(2 * size), // r = s = 0
