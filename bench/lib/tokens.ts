@@ -109,11 +109,14 @@ export function forgeOne(key: BenchKey, n: number, ttlSeconds: number): string {
 /**
  * Random signature bytes, the worst case for the verifier. A random RSA value is often at or above the
  * modulus, which OpenSSL refuses before the exponentiation; a forger picks values below it, so the top bit
- * is cleared (a k-byte modulus has it set) and every refusal pays the full public-key operation.
+ * is cleared (a k-byte modulus has it set) and every refusal pays the full public-key operation. Likewise
+ * Ed25519 refuses S ≥ L (RFC 8032 §5.1.7) before any point arithmetic, so S (the last 32 bytes, little-endian)
+ * is kept below 2^252.
  */
 function forgedSignature(key: BenchKey): string {
   const bytes = randomBytes(key.signatureBytes);
   if (key.alg.startsWith('RS') || key.alg.startsWith('PS')) bytes[0]! &= 0x7f;
+  if (key.alg === 'EdDSA') bytes[63]! &= 0x0f;
   return bytes.toString('base64url');
 }
 
