@@ -77,13 +77,19 @@ export function median(values: readonly number[]): number {
  * slow drift of a shared VM's speed, which moves every row of a round together (±20% between rounds here).
  */
 export function pairedRatio(a: Row | undefined, b: Row | undefined): number | undefined {
-  if (a === undefined || b === undefined) return undefined;
+  const ratios = roundRatios(a, b);
+  return ratios.length > 0 ? median(ratios) : undefined;
+}
+
+/** `a`'s req/s over `b`'s, one ratio per round both ran in. */
+export function roundRatios(a: Row | undefined, b: Row | undefined): number[] {
+  if (a === undefined || b === undefined) return [];
   const ratios: number[] = [];
   for (const sample of a.samples) {
     const other = b.samples.find((s) => s.round === sample.round);
     if (other !== undefined && other.rps > 0) ratios.push(sample.rps / other.rps);
   }
-  return ratios.length > 0 ? median(ratios) : undefined;
+  return ratios;
 }
 
 export function summarize(rows: readonly Row[]): Summary[] {
@@ -189,10 +195,11 @@ export function checkTargets(rows: readonly Row[], summaries: readonly Summary[]
   const passthrough = row('baseline', 'passthrough');
   const ratio = (scenario: string, other: Row | undefined, need: number, name: string): TargetCheck => {
     const mine = row(scenario, 'portcullis');
-    const r = pairedRatio(mine, other);
-    if (mine === undefined || other === undefined || r === undefined) return { target: name, measured: 'not measured', pass: undefined };
+    const ratios = roundRatios(mine, other);
+    if (mine === undefined || other === undefined || ratios.length === 0) return { target: name, measured: 'not measured', pass: undefined };
+    const r = median(ratios);
     const medianOf = (x: Row): number => Math.round(median(x.samples.map((s) => s.rps)));
-    return { target: name, measured: `${r.toFixed(2)}× (median of per-round ratios; medians ${medianOf(mine)} vs ${medianOf(other)} req/s)`, pass: r >= need };
+    return { target: name, measured: `${r.toFixed(2)}× (${describeRounds(ratios, need)}; medians ${medianOf(mine)} vs ${medianOf(other)} req/s)`, pass: r >= need };
   };
   const checks = [
     ratio('same', passthrough, 0.9, 'same valid RS256 token ≥ 0.90× node pass-through'),
@@ -214,6 +221,18 @@ export function checkTargets(rows: readonly Row[], summaries: readonly Summary[]
     checks.push({ target: 'added p99 over node pass-through ≤ 1 ms at 50 connections', measured: 'not measured', pass: undefined });
   }
   return checks;
+}
+
+/**
+ * How the per-round ratios sit against the target: a verdict whose rounds fall on both sides of it says more
+ * about the host than about the code (bench/README.md, "Noise").
+ */
+export function describeRounds(ratios: readonly number[], need: number): string {
+  if (ratios.length === 1) return 'one round';
+  const low = Math.min(...ratios);
+  const high = Math.max(...ratios);
+  const side = low >= need ? 'every round at or above the target' : high < need ? 'every round below the target' : `${ratios.filter((x) => x >= need).length} of ${ratios.length} rounds at or above the target`;
+  return `median of ${ratios.length} per-round ratios, ${low.toFixed(2)}-${high.toFixed(2)}; ${side}`;
 }
 
 export function formatTargets(checks: readonly TargetCheck[]): string {
