@@ -82,7 +82,8 @@ const HELP = `npm run bench -- [options]
                      measured only when named: ${CONTESTANTS.filter((c) => c.optIn === true).map((c) => c.id).join(', ')}
   --no-pin           do not pin processes to cores with taskset
   --no-install       do not apt-get install missing tools
-  --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm,
+  --no-extras        skip the other benches in bench/ run at the end (crypto.verify per algorithm, a new
+                     token's whole check against lean's and the bare crypto,
                      LogQL rewrite cost, audit append/verify rates, CEL evaluation)
   --soak S           soak mode: Portcullis under distinct-token load, warmed up until its RSS settles
                      (at most 600 s), then S seconds measured, RSS every 10 s; --only picks the row:
@@ -633,6 +634,7 @@ async function runBench(): Promise<void> {
 function runExtras(): void {
   for (const [file, args] of [
     ['crypto-verify.ts', []],
+    ['verify-path.ts', []],
     ['cel.ts', ['--quick']],
     ['logql-rewrite.ts', []],
     ['audit.ts', []],
