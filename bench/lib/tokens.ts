@@ -147,14 +147,19 @@ export async function mintFile(key: BenchKey, first: number, count: number, ttlS
 
 /** Writes `count` distinct tokens with bad signatures (no signing needed: cheap). */
 export function forgeFile(key: BenchKey, first: number, count: number, ttlSeconds: number, file: string): void {
+  writeFileSync(file, forgeTokens(key, first, count, ttlSeconds).join('\n') + '\n');
+}
+
+/** `count` distinct tokens (subjects `first`..) with bad signatures, signing only one to take its header. */
+export function forgeTokens(key: BenchKey, first: number, count: number, ttlSeconds: number): string[] {
   const template = mintOne(key, first, ttlSeconds);
   const [header] = template.split('.') as [string];
-  const lines: string[] = [];
+  const tokens: string[] = [];
   for (let n = first; n < first + count; n++) {
     const body = Buffer.from(JSON.stringify(payload(n, ttlSeconds))).toString('base64url');
-    lines.push(`${header}.${body}.${forgedSignature(key)}`);
+    tokens.push(`${header}.${body}.${forgedSignature(key)}`);
   }
-  writeFileSync(file, lines.join('\n') + '\n');
+  return tokens;
 }
 
 /** The public key of `key` as a KeyObject (for self-checks). */
