@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkTargets, describeRounds, roundRatios } from '../../bench/lib/report.ts';
+import { checkTargets, describeRounds, formatRatio, roundRatios } from '../../bench/lib/report.ts';
 import type { Row, Sample } from '../../bench/lib/report.ts';
 
 function row(scenario: string, contestant: string, rps: readonly number[]): Row {
@@ -32,4 +32,12 @@ test('checkTargets: the every-token-new line, paired by round, with the spread',
   assert.equal(line.pass, true, 'median of 0.96, 0.75, 1.05 is 0.96');
   assert.equal(line.measured, '0.96× (median of 3 per-round ratios, 0.75-1.05; 2 of 3 rounds at or above the target; medians 90 vs 100 req/s)');
   assert.equal(checkTargets(rows, []).find((c) => c.target.startsWith('invalid'))!.measured, 'not measured');
+});
+
+test('formatRatio never prints a miss as the target itself', () => {
+  assert.equal(formatRatio(0.948, 0.95), '0.948');
+  assert.equal(formatRatio(0.9449, 0.95), '0.94');
+  assert.equal(formatRatio(0.951, 0.95), '0.95');
+  assert.equal(formatRatio(0.9996, 1), '1.000');
+  assert.equal(formatRatio(3.456, 3), '3.46');
 });
