@@ -85,6 +85,7 @@ export async function createAuditSink(config: AuditConfig, deps: { metrics: Metr
     checkpointEvery: config.checkpointEvery,
     checkpointIntervalMs: config.checkpointIntervalMs,
     queueMax: config.queueMax,
+    batchWaitMs: config.batchWaitMs,
     // A spool belongs to one writer: cluster workers each get their own, kept across restarts by index.
     spool: config.spool === undefined ? undefined : {
       dir: deps.env.PORTCULLIS_WORKER_INDEX ? join(config.spool.dir, `worker-${deps.env.PORTCULLIS_WORKER_INDEX}`) : config.spool.dir,

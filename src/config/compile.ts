@@ -443,6 +443,7 @@ function compileAudit(raw: NonNullable<RawConfig['audit']>, filePath: (p: string
     checkpointEvery: raw.checkpoint.every,
     checkpointIntervalMs: raw.checkpoint.interval,
     queueMax: raw.queue_max,
+    batchWaitMs: raw.batch_wait,
     spool: raw.spool === undefined ? undefined : { dir: filePath(raw.spool.dir), maxBytes: raw.spool.max_bytes },
     anchorFile: raw.anchor_file === undefined ? undefined : filePath(raw.anchor_file),
     trustedHops: raw.trusted_hops,

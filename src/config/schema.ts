@@ -204,6 +204,8 @@ const audit = z.strictObject({
   }).optional(),
   checkpoint: z.strictObject({ every: z.number().int().min(1).max(1_000_000).default(1000), interval: duration.prefault('10s') }).prefault({}),
   queue_max: z.number().int().min(1).max(10_000_000).default(10_000),
+  // Bounded: a record waits this long in memory before it is written; beyond a second that is a risk, not a saving.
+  batch_wait: duration.prefault('10ms').refine((ms) => ms <= 1000, 'batch_wait must be at most 1s'),
   spool: z.strictObject({ dir: z.string().min(1), max_bytes: z.number().int().min(4096).default(64 * 1024 * 1024) }).optional(),
   anchor_file: z.string().min(1).optional(),
   trusted_hops: z.array(z.string().min(1)).default([]),

@@ -186,6 +186,8 @@ export interface AuditConfig {
   readonly checkpointEvery: number;
   readonly checkpointIntervalMs: number;
   readonly queueMax: number;
+  /** Longest a record waits in memory for others to share its batch (writer.ts). */
+  readonly batchWaitMs: number;
   readonly spool: { readonly dir: string; readonly maxBytes: number } | undefined;
   /** Checkpoints are also appended here (an external anchor). */
   readonly anchorFile: string | undefined;

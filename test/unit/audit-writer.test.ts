@@ -183,7 +183,73 @@ test('without a spool, a failing store blocks admission at once (fail-closed) an
   assert.deepEqual((await verifyAudit({ store: real, trustedKeys })).findings, []);
 });
 
-const BAD_OPTIONS: readonly Partial<AuditWriterOptions>[] = [{ checkpointEvery: 0 }, { queueMax: -1 }, { batchMax: 1.5 }, { checkpointIntervalMs: NaN }];
+/** A writer whose persisted batches are listed by their record counts (the chain-start batch first). */
+async function batchingWriter(t: TestContext, options: Partial<AuditWriterOptions>) {
+  const store = await memoryStore(t);
+  const batches: number[] = [];
+  let persisted: (() => void) | undefined;
+  const writer = await createAuditWriter({
+    store,
+    signer: KEY.signer,
+    ...options,
+    observer: {
+      batchPersisted: (info) => {
+        batches.push(info.records);
+        persisted?.();
+      },
+    },
+  });
+  await writer.flush();
+  /** Resolves at the next persisted batch. */
+  const nextBatch = (): Promise<void> => new Promise((resolve) => (persisted = resolve));
+  /** Lets the event loop turn a few times: a writer that does not wait would have written by then. */
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+  return { store, writer, batches, nextBatch, turns };
+}
+
+test('batchWaitMs: records queued apart in time share one batch; without it the first goes alone', async (t) => {
+  for (const [batchWaitMs, expected] of [[60_000, [1, 3]], [0, [1, 1, 2]]] as const) {
+    const { writer, batches, turns } = await batchingWriter(t, { batchWaitMs });
+    writer.write(record(1));
+    await turns();
+    writer.write(record(2));
+    writer.write(record(3));
+    await writer.flush();
+    assert.deepEqual(batches, expected, `batchWaitMs ${batchWaitMs}: the chain start, then the requests`);
+    await writer.close();
+  }
+});
+
+test('batchWaitMs: a full batch goes at once, and a lone record goes when its wait is over', async (t) => {
+  const full = await batchingWriter(t, { batchWaitMs: 60_000, batchMax: 2 });
+  const written = full.nextBatch();
+  full.writer.write(record(1));
+  full.writer.write(record(2));
+  await written;
+  assert.deepEqual(full.batches, [1, 2]);
+  await full.writer.close();
+
+  const lone = await batchingWriter(t, { batchWaitMs: 5 });
+  const alone = lone.nextBatch();
+  lone.writer.write(record(1));
+  await alone;
+  assert.deepEqual(lone.batches, [1, 1], 'written by the wait timer: nothing flushed or closed it');
+  const closed = await lone.writer.close();
+  assert.equal(closed.unpersisted, 0);
+  assert.deepEqual((await verifyAudit({ store: lone.store, trustedKeys })).findings, []);
+});
+
+test('batchWaitMs: close writes what is waiting, with the chain end and the terminal checkpoint', async (t) => {
+  const { store, writer } = await batchingWriter(t, { batchWaitMs: 60_000 });
+  for (let i = 0; i < 4; i++) writer.write(record(i));
+  const closed = await writer.close();
+  assert.deepEqual(closed, { chainId: writer.chainId, lastSeq: 6, terminated: true, unpersisted: 0 });
+  assert.deepEqual(await checkpointsOf(store, writer.chainId), [[6, 4, 0, true]]);
+});
+
+const BAD_OPTIONS: readonly Partial<AuditWriterOptions>[] = [{ checkpointEvery: 0 }, { queueMax: -1 }, { batchMax: 1.5 }, { checkpointIntervalMs: NaN }, { batchWaitMs: -1 }, { batchWaitMs: 0.5 }];
 for (const bad of BAD_OPTIONS) {
   test(`options refused: ${JSON.stringify(bad)}`, async (t) => {
     const store = await memoryStore(t);

@@ -200,3 +200,13 @@ test('${NAME:-default} falls back when the variable is unset', async () => {
   assert.equal((await compileText(text, {})).issuers[0]!.jwksUri, 'https://fallback.example.com/jwks');
   assert.equal((await compileText(text, { JWKS_URL: 'https://set.example.com/k' })).issuers[0]!.jwksUri, 'https://set.example.com/k');
 });
+
+test('audit.batch_wait: 10ms by default, 0 turns it off, more than a second is refused with its line', async () => {
+  const audit = (extra: string) => `${VALID}audit:\n  store: sqlite:./audit.db\n  signing_key: { env: AUDIT_KEY }\n${extra}`;
+  assert.equal((await compileText(audit('')))?.audit?.batchWaitMs, 10);
+  assert.equal((await compileText(audit('  batch_wait: 0\n')))?.audit?.batchWaitMs, 0);
+  assert.equal((await compileText(audit('  batch_wait: 250ms\n')))?.audit?.batchWaitMs, 250);
+  const problems = await problemsOf(audit('  batch_wait: 2s\n'));
+  assert.equal(problems.length, 1);
+  assert.match(problems[0]!, /p\.yaml:\d+.*batch_wait must be at most 1s/);
+});
