@@ -166,9 +166,9 @@ function routeExtras(scenario: Scenario): { bench: string; routes: string } {
 }
 
 /** The Portcullis config for a scenario: static JWKS issuer, one catch-all route to nginx, admin off. */
-export function writePortcullisConfig(ctx: BenchContext, scenario: Scenario, port: number, audit?: AuditStoreKind): string {
+export function writePortcullisConfig(ctx: BenchContext, scenario: Scenario, port: number, audit?: AuditStoreKind, auditExtra = ''): string {
   const file = join(ctx.dir, `portcullis-${scenario.id}-${port}.yaml`);
-  const auditSection = audit === undefined ? '' : auditConfig(ctx, audit);
+  const auditSection = audit === undefined ? '' : auditConfig(ctx, audit) + auditExtra;
   const claims = scenario.claims
     ? `    claims_to_headers:\n${CLAIM_HEADERS.map(([h, p]) => `      ${h}: ${p}`).join('\n')}\n`
     : '';
@@ -221,11 +221,19 @@ function auditConfig(ctx: BenchContext, kind: AuditStoreKind): string {
  */
 function portcullisAudited(kind: AuditStoreKind): Contestant {
   return {
-    ...portcullis(1, kind),
+    ...portcullis(1, { store: kind }),
     unsupported(scenario) {
       return scenario.id === 'same' ? undefined : 'n/a (audit rows run in the same-token scenario)';
     },
   };
+}
+
+/**
+ * The audited row with `batch_wait: 0`: each batch goes as soon as the previous one is written, as before
+ * the wait existed. An A/B row for the wait's worth on this host, paired round by round with the row above.
+ */
+function portcullisAuditedNoWait(kind: AuditStoreKind): Contestant {
+  return { ...portcullis(1, { store: kind, noWait: true }), optIn: true, unsupported: portcullisAudited(kind).unsupported };
 }
 
 /**
@@ -239,9 +247,11 @@ function portcullisNursery(mib: number, pinned: boolean): Contestant {
   return { ...portcullis(1, undefined, { mib, pinned }), optIn: true };
 }
 
-function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: number; pinned: boolean }): Contestant {
+function portcullis(workers: number, audited?: { store: AuditStoreKind; noWait?: boolean }, nursery?: { mib: number; pinned: boolean }): Contestant {
+  const audit = audited?.store;
+  const noWait = audited?.noWait === true;
   const id =
-    audit !== undefined ? `portcullis-audit-${audit}`
+    audit !== undefined ? `portcullis-audit-${audit}${noWait ? '-nowait' : ''}`
     : nursery !== undefined ? `portcullis-nursery${nursery.mib}${nursery.pinned ? '-pinned' : ''}`
     : workers === 1 ? 'portcullis'
     : `portcullis-w${workers}`;
@@ -249,7 +259,7 @@ function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: nu
   return {
     id,
     label:
-      audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'})`
+      audit !== undefined ? `Portcullis + audit (${audit === 'sqlite' ? 'SQLite' : 'PostgreSQL'}${noWait ? ', batch_wait 0' : ''})`
       : nursery !== undefined ? `Portcullis, ${v8Flags.join(' ')}`
       : workers === 1 ? 'Portcullis (1 process)'
       : `Portcullis --workers ${workers}`,
@@ -270,7 +280,7 @@ function portcullis(workers: number, audit?: AuditStoreKind, nursery?: { mib: nu
           join(ctx.repo, 'src', 'cli', 'main.ts'),
           'serve',
           '-c',
-          writePortcullisConfig(ctx, scenario, port, audit),
+          writePortcullisConfig(ctx, scenario, port, audit, noWait ? '  batch_wait: 0\n' : ''),
           ...(ctx.noWatchFlag ? ['--no-watch'] : []),
           ...(workers > 1 ? ['--workers', String(workers)] : []),
         ],
@@ -337,7 +347,9 @@ export const CONTESTANTS: readonly Contestant[] = [
   portcullisNursery(16, false),
   portcullisNursery(16, true),
   portcullisAudited('sqlite'),
+  portcullisAuditedNoWait('sqlite'),
   portcullisAudited('postgres'),
+  portcullisAuditedNoWait('postgres'),
   nodeContestant('fastify-jwt', 'fastify + @fastify/jwt', 'fastify-jwt.ts', true),
   nodeContestant('express-jwt', 'express + express-jwt', 'express-jwt.ts', true),
   haproxy,
