@@ -17,11 +17,11 @@
  *
  * A batch starts when `batchMax` records are queued or the oldest has waited `batchWaitMs`, whichever comes
  * first (sooner for a checkpoint, a LOSS record, a flush or close). Each batch costs a hand-off to the write
- * thread and back, a transaction and an fsync (SQLite) or a round trip (PostgreSQL), whatever its size;
- * without the wait a batch goes as soon as the previous one is written, and on a fast disk that is a few
- * records each (bench, same token, SQLite: ~5 records per batch, an audited request ~15 µs dearer). Records
- * wait in memory either way: the wait adds at most `batchWaitMs` to the time a record takes to be durable,
- * never to a request.
+ * thread and back, a transaction and an fsync (SQLite) or a round trip (PostgreSQL), whatever its size.
+ * Without the wait a batch goes as soon as the previous one is written, and on a fast disk that is a few
+ * records each (same token, SQLite, session 13's host: ~5 records per batch, an audited request 10-17 µs
+ * dearer). Records wait in memory either way: the wait adds at most `batchWaitMs` to the time a record takes
+ * to be durable, never to a request.
  *
  * Checkpoints are made every `checkpointEvery` records (at exact multiples of seq), every
  * `checkpointIntervalMs` when records are waiting for one, right after a LOSS record, and at `close()`, which
