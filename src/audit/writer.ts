@@ -15,8 +15,9 @@
  * - fail-open: the batch is dropped and counted; when persistence works again the chain gets an explicit
  *   LOSS record (`event.action: audit-loss`, `audit.lost_count`) immediately followed by a signed checkpoint.
  *
- * A batch starts when `batchMax` records are queued or the oldest has waited `batchWaitMs`, whichever comes
- * first (sooner for a checkpoint, a LOSS record, a flush or close). Each batch costs a hand-off to the write
+ * A batch starts when a full batch is queued (`batchMax` records, or half of `queueMax` when that is fewer, so
+ * that waiting never fills the queue and makes `admit()` refuse) or when the oldest record has waited
+ * `batchWaitMs`, whichever comes first (sooner for a checkpoint, a LOSS record, a flush or close). Each batch costs a hand-off to the write
  * thread and back, a transaction and an fsync (SQLite) or a round trip (PostgreSQL), whatever its size.
  * Without the wait a batch goes as soon as the previous one is written, and on a fast disk that is a few
  * records each (same token, SQLite, session 13's host: ~5 records per batch, an audited request 10-17 µs
@@ -108,6 +109,8 @@ export interface AuditWriterOptions {
   readonly serviceVersion?: string;
   /** Clock, epoch ms (tests). */
   readonly now?: () => number;
+  /** Monotonic clock, ms, for the batch wait (tests; default performance.now). */
+  readonly monotonic?: () => number;
 }
 
 export interface AuditWriterStats {
@@ -169,12 +172,15 @@ export interface AuditWriter {
  */
 export async function createAuditWriter(options: AuditWriterOptions): Promise<AuditWriter> {
   const now = options.now ?? Date.now;
+  const monotonic = options.monotonic ?? (() => performance.now());
   const checkpointEvery = positive('checkpointEvery', options.checkpointEvery ?? 1000);
   const intervalMs = positive('checkpointIntervalMs', options.checkpointIntervalMs ?? 10_000);
   const queueMax = positive('queueMax', options.queueMax ?? 10_000);
   const batchMax = positive('batchMax', options.batchMax ?? 500);
   const batchWaitMs = options.batchWaitMs ?? 0;
   if (!Number.isSafeInteger(batchWaitMs) || batchWaitMs < 0) throw new AuditError('ERR_AUDIT_OPTIONS_INVALID', 'batchWaitMs must be a non-negative integer');
+  /** Queued records that make a batch due without waiting. */
+  const fullBatch = Math.min(batchMax, Math.max(1, Math.floor(queueMax / 2)));
   const retryMs = positive('retryMs', options.retryMs ?? 500);
   const retryMaxMs = positive('retryMaxMs', options.retryMaxMs ?? 30_000);
   const mode: AuditMode = options.mode ?? 'fail-closed';
@@ -248,8 +254,7 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
 
   let retryTimer: NodeJS.Timeout | undefined;
   // The batch wait: set while queued records wait for company; `oldestAt` is when the oldest of them was
-  // queued, or earlier (after a batch, the time that batch was cut). Monotonic time: a wall clock set back
-  // must not hold records for as long as it went back.
+  // queued, or earlier. Monotonic time: a wall clock set back must not hold records for as long as it went back.
   let waitTimer: NodeJS.Timeout | undefined;
   let oldestAt = 0;
   const intervalTimer = setInterval(() => void kick(false), Math.min(intervalMs, 2 ** 31 - 1));
@@ -277,9 +282,9 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
 
   /** Milliseconds the queued records may still wait for a fuller batch; 0 when a batch is due now. */
   function waitLeft(force: boolean): number {
-    if (batchWaitMs === 0 || force || closing || queue.length >= batchMax || startPending || lostPending > 0 || storeDown || checkpointDue()) return 0;
+    if (batchWaitMs === 0 || force || closing || queue.length >= fullBatch || startPending || lostPending > 0 || storeDown || checkpointDue()) return 0;
     // Less than a millisecond left is none: a timer cannot wait less, and libuv may fire one a fraction early.
-    const left = oldestAt + batchWaitMs - performance.now();
+    const left = oldestAt + batchWaitMs - monotonic();
     return left >= 1 ? Math.ceil(left) : 0;
   }
 
@@ -360,8 +365,9 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
   type Outcome = 'persisted' | 'dropped' | 'failed';
 
   async function persistNext(force: boolean): Promise<Outcome> {
-    const cutAt = performance.now();
+    const cutAt = monotonic();
     const mark: ChainHead = chain.head;
+    const drained = queue.length <= batchMax;
     let requests = requestsChained;
     let lost = lostRecorded;
     let since = sinceCheckpoint;
@@ -469,9 +475,9 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
 
     if (target !== undefined) {
       queue.splice(0, take);
-      // What is left arrived after the cut, or did not fit (and is then a full batch, due at once): its wait
-      // counts from the cut.
-      oldestAt = cutAt;
+      // What is left arrived after the cut: its wait counts from the cut. Records that did not fit in the batch
+      // keep the older mark, which is never later than their arrival.
+      if (drained) oldestAt = cutAt;
       startPending = false;
       lostPending -= lossCount - invalid;
       requestsChained = requests;
@@ -535,11 +541,11 @@ export async function createAuditWriter(options: AuditWriterOptions): Promise<Au
       if (queue.length >= queueMax) {
         loseRecords(1, 'queue-full');
       } else {
-        if (queue.length === 0) oldestAt = performance.now();
+        if (queue.length === 0) oldestAt = monotonic();
         queue.push(record);
       }
-      // While the batch wait runs, its timer starts the batch; a full batch starts at once.
-      if (queued === undefined && (waitTimer === undefined || queue.length >= batchMax)) void kick(false);
+      // While the batch wait runs, its timer starts the batch; a full batch or a LOSS record starts one at once.
+      if (queued === undefined && (waitTimer === undefined || waitLeft(false) === 0)) void kick(false);
     },
     flush() {
       return kick(true);

@@ -222,15 +222,53 @@ test('batchWaitMs: records queued apart in time share one batch; without it the 
   }
 });
 
-test('batchWaitMs: a full batch goes at once, and a lone record goes when its wait is over', async (t) => {
+test('batchWaitMs: a full batch goes at once, without waiting for the timer', async (t) => {
   const full = await batchingWriter(t, { batchWaitMs: 60_000, batchMax: 2 });
-  const written = full.nextBatch();
   full.writer.write(record(1));
+  await full.turns();
+  assert.deepEqual(full.batches, [1], 'one record waits');
   full.writer.write(record(2));
-  await written;
-  assert.deepEqual(full.batches, [1, 2]);
+  await full.turns();
+  assert.deepEqual(full.batches, [1, 2], 'the second fills the batch');
   await full.writer.close();
+});
 
+test('batchWaitMs: a small queueMax makes half of it a full batch, so waiting never makes admit() refuse', async (t) => {
+  const { writer, batches, turns } = await batchingWriter(t, { batchWaitMs: 60_000, queueMax: 4 });
+  writer.write(record(1));
+  await turns();
+  assert.deepEqual(batches, [1]);
+  assert.equal(writer.admit(), true);
+  writer.write(record(2));
+  await turns();
+  assert.deepEqual(batches, [1, 2], 'two of a queue of four go at once');
+  assert.equal(writer.admit(), true);
+  await writer.close();
+});
+
+test('batchWaitMs: records that did not fit in a batch keep their wait; one queued alone waits from its arrival', { timeout: 10_000 }, async (t) => {
+  let clock = 0;
+  // No time-based checkpoint within the test: only the batch wait can start a batch here.
+  const { writer, batches, turns, nextBatch } = await batchingWriter(t, { batchWaitMs: 100, batchMax: 3, checkpointIntervalMs: 600_000, monotonic: () => clock });
+  writer.write(record(0));
+  clock = 60;
+  for (let i = 1; i < 5; i++) writer.write(record(i));
+  await turns();
+  assert.deepEqual(batches, [1, 3], 'a full batch at 60; two records wait, with the first one\'s mark (0)');
+  clock = 100;
+  await nextBatch();
+  assert.deepEqual(batches, [1, 3, 2], 'the wait timer finds them due at 100, not at 160');
+  clock = 150;
+  writer.write(record(5));
+  await turns();
+  assert.deepEqual(batches, [1, 3, 2], 'a record queued alone at 150 waits');
+  clock = 250;
+  await nextBatch();
+  assert.deepEqual(batches, [1, 3, 2, 1]);
+  await writer.close();
+});
+
+test('batchWaitMs: a lone record goes when its wait is over', { timeout: 30_000 }, async (t) => {
   const lone = await batchingWriter(t, { batchWaitMs: 5 });
   const alone = lone.nextBatch();
   lone.writer.write(record(1));
@@ -242,8 +280,10 @@ test('batchWaitMs: a full batch goes at once, and a lone record goes when its wa
 });
 
 test('batchWaitMs: close writes what is waiting, with the chain end and the terminal checkpoint', async (t) => {
-  const { store, writer } = await batchingWriter(t, { batchWaitMs: 60_000 });
+  const { store, writer, batches, turns } = await batchingWriter(t, { batchWaitMs: 60_000 });
   for (let i = 0; i < 4; i++) writer.write(record(i));
+  await turns();
+  assert.deepEqual(batches, [1], 'the four wait');
   const closed = await writer.close();
   assert.deepEqual(closed, { chainId: writer.chainId, lastSeq: 6, terminated: true, unpersisted: 0 });
   assert.deepEqual(await checkpointsOf(store, writer.chainId), [[6, 4, 0, true]]);
