@@ -223,10 +223,10 @@ export function checkTargets(rows: readonly Row[], summaries: readonly Summary[]
   return checks;
 }
 
-/** Two decimals, or three where two would round a miss up to the target (0.948 is not "0.95", a FAIL). */
+/** Two decimals, or three cut (not rounded) where two would round a miss up to the target (0.948 is not "0.95", a FAIL). */
 export function formatRatio(ratio: number, need: number): string {
   const two = ratio.toFixed(2);
-  return ratio < need && Number(two) >= need ? ratio.toFixed(3) : two;
+  return ratio < need && Number(two) >= need ? (Math.floor(ratio * 1000) / 1000).toFixed(3) : two;
 }
 
 /**

@@ -38,6 +38,6 @@ test('formatRatio never prints a miss as the target itself', () => {
   assert.equal(formatRatio(0.948, 0.95), '0.948');
   assert.equal(formatRatio(0.9449, 0.95), '0.94');
   assert.equal(formatRatio(0.951, 0.95), '0.95');
-  assert.equal(formatRatio(0.9996, 1), '1.000');
+  assert.equal(formatRatio(0.9996, 1), '0.999');
   assert.equal(formatRatio(3.456, 3), '3.46');
 });
