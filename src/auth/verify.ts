@@ -28,6 +28,10 @@ export interface VerifiedToken {
 
 interface ParsedToken {
   readonly header: Record<string, unknown>;
+  /** The first segment, as sent. */
+  readonly headerText: string;
+  /** The alg of a known header (one that already passed `checkHeader`); undefined for a header to check. */
+  readonly knownAlg: string | undefined;
   readonly claims: Record<string, unknown>;
   /** The decoded third segment. */
   readonly signature: Buffer;
@@ -93,8 +97,9 @@ function verifyParsed(
   now: number,
 ): VerifiedToken | ProxyError | Promise<VerifiedToken> {
   const { header, claims } = parsed;
-  const alg = checkHeader(header);
+  const alg = parsed.knownAlg ?? checkHeader(header);
   if (alg instanceof ProxyError) return alg;
+  if (parsed.knownAlg === undefined) rememberHeader(parsed.headerText, header, alg);
   const kid = header.kid as string | undefined;
   const issuer = selectIssuer(claims, registry, allowedIssuerIds);
   if (issuer instanceof ProxyError) return issuer;
@@ -138,7 +143,7 @@ function parseCompact(token: string): ParsedToken | ProxyError {
   const header = token.slice(0, first);
   const payload = token.slice(first + 1, second);
   const signature = token.slice(second + 1);
-  const headerBytes = Buffer.from(header, 'base64url');
+  const known = KNOWN_HEADERS.get(header);
   const payloadBytes = Buffer.from(payload, 'base64url');
   const signatureBytes = Buffer.from(signature, 'base64url');
   // The token's bytes: the signing input, and the ASCII check below (UTF-8 is longer than the string
@@ -153,18 +158,43 @@ function parseCompact(token: string): ParsedToken | ProxyError {
   // three native passes over the token (the UTF-8 copy the signature check needs anyway, two searches);
   // re-encoding each segment and comparing, as before, cost ~5k instructions per token more.
   // test/unit/auth-verify compares the verdict with the plain definition on generated inputs.
+  // A known header passed all of this before, as this very text: only the rest of the token is checked.
+  const headerBytes = known === undefined ? Buffer.from(header, 'base64url') : undefined;
   if (
     header === '' || payload === '' ||
     raw.length !== token.length || token.includes('+') || token.includes('/') ||
-    !exactlyDecoded(header, headerBytes) || !exactlyDecoded(payload, payloadBytes) || !exactlyDecoded(signature, signatureBytes)
+    (headerBytes !== undefined && !exactlyDecoded(header, headerBytes)) || !exactlyDecoded(payload, payloadBytes) || !exactlyDecoded(signature, signatureBytes)
   ) {
     return checkSegments(header, payload, signature);
   }
-  const headerJson = decodeJsonObject(headerBytes, 'header');
+  const headerJson = known?.header ?? decodeJsonObject(headerBytes!, 'header');
   if (headerJson instanceof ProxyError) return headerJson;
   const claims = decodeJsonObject(payloadBytes, 'payload');
   if (claims instanceof ProxyError) return claims;
-  return { header: headerJson, claims, signature: signatureBytes, signingInput: raw.subarray(0, second) };
+  return { header: headerJson, headerText: header, knownAlg: known?.alg, claims, signature: signatureBytes, signingInput: raw.subarray(0, second) };
+}
+
+/**
+ * Headers that passed the structural checks and `checkHeader`, by their base64url text. An issuer signs with a
+ * handful of headers (alg, typ, kid), so a new token's header is nearly always one seen before, and decoding,
+ * parsing and checking it again cost ~1 µs per new token (bench/verify-path.ts). What a header decides does
+ * not depend on the config, so reloads keep them. Bounded: once full, other headers are checked every time and
+ * never stored, so a forger choosing headers cannot grow it.
+ */
+const KNOWN_HEADERS = new Map<string, { readonly header: Readonly<Record<string, unknown>>; readonly alg: string }>();
+export const MAX_KNOWN_HEADERS = 64;
+
+/** How many headers are remembered (tests: the bound holds). */
+export function knownHeaderCount(): number {
+  return KNOWN_HEADERS.size;
+}
+
+/** Shared by every token with that header: read by `checkHeader` and `checkWithKey` only, never changed. */
+function rememberHeader(text: string, header: Record<string, unknown>, alg: string): void {
+  if (KNOWN_HEADERS.size >= MAX_KNOWN_HEADERS) return;
+  // The key is re-encoded from the bytes (equal to `text`, which is canonical by now), so that the map holds
+  // its own short string and not a slice that keeps the whole token alive.
+  KNOWN_HEADERS.set(Buffer.from(text, 'base64url').toString('base64url'), { header, alg });
 }
 
 /**

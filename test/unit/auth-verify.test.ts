@@ -15,7 +15,7 @@ import { errors as joseErrors } from 'jose';
 import type { IssuerConfig, JwksPolicy, StaticKeySpec } from '../../src/config/types.ts';
 import { createIssuerRegistry } from '../../src/auth/issuers.ts';
 import type { IssuerRegistry } from '../../src/auth/issuers.ts';
-import { mapJoseError, verifyToken, verifyTokenNow } from '../../src/auth/verify.ts';
+import { MAX_KNOWN_HEADERS, knownHeaderCount, mapJoseError, verifyToken, verifyTokenNow } from '../../src/auth/verify.ts';
 import { isProxyError } from '../../src/errors.ts';
 import { base64url, createTestSigner, forgeToken } from '../helpers/keys.ts';
 import type { TestSigner } from '../helpers/keys.ts';
@@ -428,4 +428,28 @@ test('mapJoseError maps every jose error code, in one table', () => {
     const code = (errorClass as unknown as { code: string }).code;
     if (code !== 'ERR_JOSE_GENERIC') assert.ok(mapped.has(code), `jose ${code} has a row in this table`);
   }
+});
+
+test('known headers: a header is remembered only once it passed, and a remembered one gives the same verdicts', async () => {
+  // crit is refused however often it comes: were a refused header remembered, the second check would skip
+  // the header rules and this signed token would verify.
+  const crit = rsa.sign(good(), { crit: ['exp'] });
+  for (let i = 0; i < 2; i++) await assert.rejects(verifyToken(crit, registry, [], NOW), { code: 'ERR_TOKEN_CRIT_UNSUPPORTED' });
+  const token = rsa.sign(good());
+  await verifyToken(token, registry, [], NOW);
+  await verifyToken(token, registry, [], NOW);
+  const [h, p, s] = token.split('.') as [string, string, string];
+  // The same header text, now remembered, with a bad rest of the token.
+  await assert.rejects(verifyToken(withPayload(token, good({ sub: 'mallory' })), registry, [], NOW), { code: 'ERR_TOKEN_SIGNATURE_INVALID' });
+  await assert.rejects(verifyToken(`${h}.${base64url('not json')}.${s}`, registry, [], NOW), { code: 'ERR_TOKEN_MALFORMED', detail: 'the payload is not JSON' });
+  await assert.rejects(verifyToken(`${h}.${p.slice(0, 10)}+${p.slice(11)}.${s}`, registry, [], NOW), { code: 'ERR_TOKEN_MALFORMED' });
+  await assert.rejects(verifyToken(`${h}.${p}.${s}.x.y`, registry, [], NOW), { code: 'ERR_TOKEN_MALFORMED' });
+});
+
+test('known headers: bounded, whatever headers a caller makes up', async () => {
+  for (let i = 0; i < MAX_KNOWN_HEADERS + 20; i++) {
+    // Headers that pass the header rules (then fail on the key): each would be remembered if there were room.
+    await assert.rejects(verifyToken(rsa.sign(good(), { kid: `made-up-${i}` }), registry, [], NOW), { code: 'ERR_TOKEN_KEY_UNKNOWN' });
+  }
+  assert.equal(knownHeaderCount(), MAX_KNOWN_HEADERS);
 });
