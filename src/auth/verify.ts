@@ -99,7 +99,6 @@ function verifyParsed(
   const { header, claims } = parsed;
   const alg = parsed.knownAlg ?? checkHeader(header);
   if (alg instanceof ProxyError) return alg;
-  if (parsed.knownAlg === undefined) rememberHeader(parsed.headerText, header, alg);
   const kid = header.kid as string | undefined;
   const issuer = selectIssuer(claims, registry, allowedIssuerIds);
   if (issuer instanceof ProxyError) return issuer;
@@ -120,6 +119,8 @@ function checkWithKey(token: string, parsed: ParsedToken, issuer: Issuer, key: L
   const kid = header.kid as string | undefined;
   // The one place a signature is checked: over the token's own text, not a re-encoding of what was parsed.
   if (!verifySignature(parsed.signingInput, parsed.signature, key, alg)) return signatureError(key);
+  // Remembered only now: a header some configured key has signed, so made-up headers cannot fill the map.
+  if (parsed.knownAlg === undefined) rememberHeader(parsed.headerText, header, alg);
   const refused = checkClaims(claims, issuer.config, now);
   if (refused !== undefined) return refused;
   const verifiedHeader: { alg: string; kid?: string; typ?: string } = { alg };
@@ -175,11 +176,12 @@ function parseCompact(token: string): ParsedToken | ProxyError {
 }
 
 /**
- * Headers that passed the structural checks and `checkHeader`, by their base64url text. An issuer signs with a
- * handful of headers (alg, typ, kid), so a new token's header is nearly always one seen before, and decoding,
- * parsing and checking it again cost ~1 µs per new token (bench/verify-path.ts). What a header decides does
- * not depend on the config, so reloads keep them. Bounded: once full, other headers are checked every time and
- * never stored, so a forger choosing headers cannot grow it.
+ * Headers that passed the structural checks and `checkHeader`, by their base64url text, once a configured key
+ * verified a token carrying them. An issuer signs with a handful of headers (alg, typ, kid), so a new token's
+ * header, and a forger's copy of it, is nearly always one seen before, and decoding, parsing and checking it
+ * again cost ~7k instructions per new token. What `checkHeader` decides does not depend on the config, so
+ * reloads keep them. Bounded: once full, other headers are checked every time and never stored; only a holder
+ * of a signing key can add one.
  */
 const KNOWN_HEADERS = new Map<string, { readonly header: Readonly<Record<string, unknown>>; readonly alg: string }>();
 export const MAX_KNOWN_HEADERS = 64;
@@ -189,12 +191,12 @@ export function knownHeaderCount(): number {
   return KNOWN_HEADERS.size;
 }
 
-/** Shared by every token with that header: read by `checkHeader` and `checkWithKey` only, never changed. */
+/** Shared by every token with that header (read by `verifyParsed` and `checkWithKey`), so frozen. */
 function rememberHeader(text: string, header: Record<string, unknown>, alg: string): void {
   if (KNOWN_HEADERS.size >= MAX_KNOWN_HEADERS) return;
   // The key is re-encoded from the bytes (equal to `text`, which is canonical by now), so that the map holds
   // its own short string and not a slice that keeps the whole token alive.
-  KNOWN_HEADERS.set(Buffer.from(text, 'base64url').toString('base64url'), { header, alg });
+  KNOWN_HEADERS.set(Buffer.from(text, 'base64url').toString('base64url'), { header: Object.freeze(header), alg });
 }
 
 /**
