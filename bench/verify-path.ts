@@ -91,13 +91,10 @@ routes:
         // The order turns each round, so that a collection the previous path's garbage causes does not
         // always land in the same path's turn.
         const order = (['bare', 'lean', 'portcullis'] as const).map((_, k, all) => all[(k + round) % 3]!);
-        const took = { bare: 0, lean: 0, portcullis: 0 };
-        for (const path of order) took[path] = run[path]();
-        const { bare: b, lean: l, portcullis: p } = took;
-        if (round === 0) continue;
-        times.bare += b / ROUNDS;
-        times.lean += l / ROUNDS;
-        times.portcullis += p / ROUNDS;
+        for (const path of order) {
+          const us = run[path]();
+          if (round > 0) times[path] += us / ROUNDS;
+        }
       }
       lines.push([
         alg,

@@ -17,8 +17,9 @@
  *
  * A batch starts when a full batch is queued (`batchMax` records, or half of `queueMax` when that is fewer, so
  * that waiting never fills the queue and makes `admit()` refuse) or when the oldest record has waited
- * `batchWaitMs`, whichever comes first (sooner for a checkpoint, a LOSS record, a flush or close). Each batch costs a hand-off to the write
- * thread and back, a transaction and an fsync (SQLite) or a round trip (PostgreSQL), whatever its size.
+ * `batchWaitMs`, whichever comes first (sooner for a checkpoint, a LOSS record, a flush or close). Each batch
+ * costs a hand-off to the write thread and back, a transaction and an fsync (SQLite) or a round trip
+ * (PostgreSQL), whatever its size.
  * Without the wait a batch goes as soon as the previous one is written, and on a fast disk that is a few
  * records each (same token, SQLite, session 13's host: ~5 records per batch, an audited request 10-17 µs
  * dearer). Records wait in memory either way: the wait adds at most `batchWaitMs` to the time a record takes
