@@ -43,7 +43,7 @@ import {
 import { describeProbes, probeHost, summarizeProbes } from './lib/host-speed.ts';
 import { checkTargets, formatTargets, markdownTable, summarize, textTable } from './lib/report.ts';
 import type { Row, Sample } from './lib/report.ts';
-import { DEFAULT_SCENARIOS, LOKI_QUERY, POLICY, SCENARIOS, selectScenarios } from './lib/scenarios.ts';
+import { DEFAULT_SCENARIOS, LOKI_QUERY, NO_TOKEN, POLICY, SCENARIOS, authHeaders, selectScenarios } from './lib/scenarios.ts';
 import type { Scenario, TokenKind } from './lib/scenarios.ts';
 import { CLAIM_HEADERS, ECHO_PATH, writeNginxConfig } from './lib/servers.ts';
 import { CONCURRENCY } from './lib/drive.ts';
@@ -360,6 +360,9 @@ async function makeTokenFiles(scenarios: readonly Scenario[], pool: number): Pro
     if (tokens === 'same') {
       writeFileSync(measure, valid + '\n');
       writeFileSync(warm, valid + '\n');
+    } else if (tokens === 'none') {
+      writeFileSync(measure, NO_TOKEN + '\n');
+      writeFileSync(warm, NO_TOKEN + '\n');
     } else if (tokens === 'invalid-same') {
       writeFileSync(measure, forged + '\n');
       writeFileSync(warm, forged + '\n');
@@ -375,7 +378,7 @@ async function makeTokenFiles(scenarios: readonly Scenario[], pool: number): Pro
       log(`  ... ${(ms / 1000).toFixed(1)} s`);
       count = pool;
     }
-    const sample = tokens === 'same' ? valid : tokens === 'invalid-same' ? forged : firstLine(measure);
+    const sample = tokens === 'same' ? valid : tokens === 'invalid-same' ? forged : tokens === 'none' ? NO_TOKEN : firstLine(measure);
     out.set(name, { measure, warm, count, sample, valid, forged, denied });
   }
   return out;
@@ -410,15 +413,14 @@ function firstLine(file: string): string {
  */
 async function checkContestant(c: Contestant, s: Scenario, running: Running, files: TokenFiles): Promise<string[]> {
   const notes: string[] = [];
-  const auth = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
   const expect = c.baseline ? 200 : s.expect;
-  const got = await httpGet(running.port, s.path, { ...auth(files.sample), 'x-bench-echo': '1' });
+  const got = await httpGet(running.port, s.path, { ...authHeaders(files.sample), 'x-bench-echo': '1' });
   if (got.status !== expect) throw new Error(`answered ${got.status} instead of ${expect} to the scenario's token`);
   if (c.baseline) return notes;
-  const forged = await httpGet(running.port, s.path, auth(files.forged));
+  const forged = await httpGet(running.port, s.path, authHeaders(files.forged));
   if (forged.status !== 401) throw new Error(`answered ${forged.status} to a forged token`);
   if (s.route === 'policy') {
-    const denied = await httpGet(running.port, s.path, auth(files.denied));
+    const denied = await httpGet(running.port, s.path, authHeaders(files.denied));
     if (denied.status !== 403) throw new Error(`answered ${denied.status} instead of 403 to a token the policy denies`);
   }
   if (s.route === 'loki') {
@@ -429,7 +431,7 @@ async function checkContestant(c: Contestant, s: Scenario, running: Running, fil
   }
   const none = await httpGet(running.port, s.path, {});
   if (none.status !== 401) throw new Error(`answered ${none.status} without a token`);
-  const echo = await httpGet(running.port, ECHO_PATH, auth(files.valid));
+  const echo = await httpGet(running.port, ECHO_PATH, authHeaders(files.valid));
   if (echo.status !== 200) throw new Error(`answered ${echo.status} to a valid token on ${ECHO_PATH}`);
   if (!echo.body.endsWith('authorization=')) notes.push('forwards Authorization');
   if (s.claims) {

@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import type { BenchContext, Contestant } from './contestants.ts';
+import { authHeaders } from './scenarios.ts';
 import type { Scenario } from './scenarios.ts';
 
 /** Concurrent keep-alive connections of the driver: enough to keep the event loop busy, as wrk does. */
@@ -98,7 +99,7 @@ export function createDriver(port: number, path: string): Driver {
     let next = 0;
     const one = (token: string) =>
       new Promise<void>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path, agent, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        const req = request({ host: '127.0.0.1', port, path, agent, headers: authHeaders(token) }, (res) => {
           const status = String(res.statusCode);
           statuses[status] = (statuses[status] ?? 0) + 1;
           res.resume();

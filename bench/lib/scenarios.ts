@@ -3,7 +3,18 @@
  */
 import type { Alg } from './tokens.ts';
 
-export type TokenKind = 'same' | 'distinct' | 'invalid' | 'invalid-same';
+export type TokenKind = 'same' | 'distinct' | 'invalid' | 'invalid-same' | 'none';
+
+/**
+ * The token file's line for "send no Authorization header" (`none`): wrk's script and the drivers read it
+ * as such. A JWT is three dot-separated segments, so no token is this line.
+ */
+export const NO_TOKEN = '-';
+
+/** The request headers that carry `token`: none for NO_TOKEN. */
+export function authHeaders(token: string): Record<string, string> {
+  return token === NO_TOKEN ? {} : { authorization: `Bearer ${token}` };
+}
 
 /**
  * What the route does beyond authentication: nothing, an authorization policy (the same rules, written in
@@ -58,6 +69,7 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'distinct', title: 'every request a new valid RS256 token', alg: 'RS256', tokens: 'distinct', ...auth, expect: 200 },
   { id: 'invalid', title: 'every request a new bad RS256 signature', alg: 'RS256', tokens: 'invalid', ...auth, expect: 401 },
   { id: 'invalid-same', title: 'one bad RS256 signature, repeated', alg: 'RS256', tokens: 'invalid-same', ...auth, expect: 401 },
+  { id: 'missing', title: 'no token (401 without a signature check)', alg: 'RS256', tokens: 'none', ...auth, expect: 401 },
   { id: 'claims', title: 'same valid RS256 token, 3 claims -> headers', alg: 'RS256', tokens: 'same', ...auth, claims: true, expect: 200 },
   { id: 'policy', title: 'same valid RS256 token, route policy (deny a role; allow role + scope + tenant)', alg: 'RS256', tokens: 'same', ...auth, route: 'policy', expect: 200 },
   { id: 'loki', title: 'same valid RS256 token, Loki query_range, LogQL enforced by the env claim', alg: 'RS256', tokens: 'same', ...auth, route: 'loki', path: LOKI_PATH, expect: 200 },

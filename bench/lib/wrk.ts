@@ -11,7 +11,8 @@ import { cpuSeconds, pinningEnabled, trackChild } from './procs.ts';
 
 /**
  * `init` reads the token file once and pre-builds every request string (no per-request table or
- * string building); `request` hands out the next one. `done` prints the summary as JSON (latencies in us).
+ * string building); `request` hands out the next one. A line `-` (NO_TOKEN, scenarios.ts) sends no
+ * Authorization header. `done` prints the summary as JSON (latencies in us).
  */
 const SCRIPT = String.raw`
 local reqs = {}
@@ -22,7 +23,9 @@ function init(args)
   for line in io.lines(file) do
     if #line > 0 then
       n = n + 1
-      reqs[n] = "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nUser-Agent: wrk\r\nAccept: */*\r\nAuthorization: Bearer " .. line .. "\r\n\r\n"
+      local auth = ""
+      if line ~= "-" then auth = "Authorization: Bearer " .. line .. "\r\n" end
+      reqs[n] = "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nUser-Agent: wrk\r\nAccept: */*\r\n" .. auth .. "\r\n"
     end
   end
   i = offset % n
