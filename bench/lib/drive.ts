@@ -31,18 +31,22 @@ export interface CountPlan {
 
 /**
  * Calls `measure` for every contestant that can run each scenario, with that scenario's warm-up and
- * measured tokens. A baseline does not read the token: it is measured once, under the first scenario.
+ * measured tokens. A baseline does not check the token: it is measured once, under the first scenario that
+ * sends one (or the first, when none does).
  */
 export async function forEachCount(
   plan: CountPlan,
   measure: (contestant: Contestant, scenario: Scenario, warm: readonly string[], measured: readonly string[]) => Promise<void>,
 ): Promise<void> {
+  // The baselines ignore tokens but still read the request: count them with a token header where one is sent.
+  const withToken = plan.scenarios.findIndex((s) => s.tokens !== 'none');
+  const baselineIndex = withToken === -1 ? 0 : withToken;
   for (const [index, scenario] of plan.scenarios.entries()) {
     const tokens = readTokens(plan.tokenFile(scenario), plan.warmRequests + plan.requests);
     const warm = tokens.slice(0, plan.warmRequests);
     const measured = tokens.slice(plan.warmRequests);
     for (const contestant of plan.contestants) {
-      if (contestant.baseline && index > 0) continue;
+      if (contestant.baseline && index !== baselineIndex) continue;
       const why = contestant.unsupported(scenario, plan.ctx);
       if (why !== undefined) {
         plan.log(`  ${contestant.id}: skipped (${why})`);

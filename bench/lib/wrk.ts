@@ -8,10 +8,11 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuSeconds, pinningEnabled, trackChild } from './procs.ts';
+import { NO_TOKEN } from './scenarios.ts';
 
 /**
  * `init` reads the token file once and pre-builds every request string (no per-request table or
- * string building); `request` hands out the next one. A line `-` (NO_TOKEN, scenarios.ts) sends no
+ * string building); `request` hands out the next one. A NO_TOKEN line (scenarios.ts) sends no
  * Authorization header. `done` prints the summary as JSON (latencies in us).
  */
 const SCRIPT = String.raw`
@@ -24,7 +25,7 @@ function init(args)
     if #line > 0 then
       n = n + 1
       local auth = ""
-      if line ~= "-" then auth = "Authorization: Bearer " .. line .. "\r\n" end
+      if line ~= "${NO_TOKEN}" then auth = "Authorization: Bearer " .. line .. "\r\n" end
       reqs[n] = "GET " .. path .. " HTTP/1.1\r\nHost: " .. host .. "\r\nUser-Agent: wrk\r\nAccept: */*\r\n" .. auth .. "\r\n"
     end
   end

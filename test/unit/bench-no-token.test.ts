@@ -7,7 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createDriver } from '../../bench/lib/drive.ts';
+import { writeWrkScript } from '../../bench/lib/wrk.ts';
 import { NO_TOKEN, SCENARIOS, authHeaders, selectScenarios } from '../../bench/lib/scenarios.ts';
 
 test('the missing scenario sends no token and expects 401; it is part of "all", not of the default set', () => {
@@ -40,5 +44,16 @@ test('the request driver sends NO_TOKEN as a request without Authorization', asy
   } finally {
     driver.close();
     server.close();
+  }
+});
+
+test("wrk's script leaves the Authorization line out for a NO_TOKEN line, and only for it", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-wrk-script-'));
+  try {
+    const script = readFileSync(writeWrkScript(dir), 'utf8');
+    assert.ok(script.includes(`if line ~= "${NO_TOKEN}" then auth = "Authorization: Bearer " .. line .. "\\r\\n" end`));
+    assert.ok(script.includes('Accept: */*\\r\\n" .. auth .. "\\r\\n"'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
