@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CONTESTANTS } from './contestants.ts';
 import type { BenchContext } from './contestants.ts';
 import { freePort, httpGet, peakRssMiB, processTree, rssMiB } from './procs.ts';
-import { SCENARIOS } from './scenarios.ts';
+import { SCENARIOS, authHeaders } from './scenarios.ts';
 import { forgeFile, forgeOne, mintFile } from './tokens.ts';
 import { runWrk } from './wrk.ts';
 
@@ -62,7 +62,7 @@ export async function runSoak(o: SoakOptions): Promise<void> {
     const check = await httpGet(running.port, '/', {});
     if (check.status !== 401) throw new Error(`Portcullis answered ${check.status} without a token`);
     if (o.tokens === 'invalid') {
-      const forged = await httpGet(running.port, '/', { authorization: `Bearer ${forgeOne(key, 0, ttl)}` });
+      const forged = await httpGet(running.port, '/', authHeaders(forgeOne(key, 0, ttl)));
       if (forged.status !== 401) throw new Error(`Portcullis answered ${forged.status} to a forged token`);
     }
     // Each wrk run resumes where the previous one stopped in the token file, so the token order is one
